@@ -1,0 +1,101 @@
+"""Training: resumable bit-for-bit, export loads through the Auto classes, the ELBO is weighted right."""
+
+import math
+
+import numpy as np
+import torch
+
+from dlm_core import evaluate, train
+from dlm_core.models import CanvasConfig, CanvasLM, load_canvas
+
+TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\n\nJULIET:\nAy me!\n\n" * 40
+
+
+def make_data(tmp_path):
+    tokenizer = train.train_tokenizer([TEXT], vocab_size=300)
+    data = tmp_path / "data"
+    tokenizer.save_pretrained(data / "tokenizer")
+    ids, chars = train.encode_plays(tokenizer, {"r&j": TEXT})
+    np.save(data / "train.npy", ids)
+    np.save(data / "validation.npy", ids[:400])
+    (data / "stats.json").write_text(
+        f'{{"validation_plays": ["r&j"], "vocab_size": {len(tokenizer)}, "validation": {{"chars": {chars * 400 // ids.size}}}}}'
+    )
+    return data
+
+
+def run(data, out, objective, tokens):
+    train.main([
+        "train", "--objective", objective, "--data", str(data), "--out", str(out), "--tokens", str(tokens),
+        "--width", "32", "--layers", "1", "--heads", "2", "--mlp", "64", "--context", "32", "--batch-tokens", "128",
+        "--eval-every", "2", "--eval-batches", "1", "--warmup", "2", "--decay-steps", "10", "--threads", "1",
+    ])
+
+
+def weights(out):
+    return torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path):
+    data = make_data(tmp_path)
+    for objective in ("diffusion", "ar"):
+        straight, resumed = tmp_path / f"{objective}-straight", tmp_path / f"{objective}-resumed"
+        run(data, straight, objective, 6 * 128)
+        run(data, resumed, objective, 2 * 128)
+        run(data, resumed, objective, 6 * 128)
+        a, b = weights(straight), weights(resumed)
+        assert all(torch.equal(a[name], b[name]) for name in a), objective
+        log = [line for line in (resumed / "log.jsonl").read_text().splitlines() if line]
+        assert len(log) >= 3
+
+
+def test_export_loads_as_a_half_precision_model_folder(tmp_path):
+    data = make_data(tmp_path)
+    run(data, tmp_path / "ar", "ar", 4 * 128)
+    train.main(["export", "--checkpoint", str(tmp_path / "ar" / "best.pt"), "--data", str(data), "--out", str(tmp_path / "m")])
+    adapter = load_canvas(tmp_path / "m")
+    assert adapter.kind == "autoregressive" and adapter.max_length == 32
+    from safetensors import safe_open
+
+    with safe_open(tmp_path / "m" / "model.safetensors", "pt") as weights_file:
+        assert {weights_file.get_tensor(k).dtype for k in weights_file.keys()} == {torch.float16}
+
+
+def uniform_model(vocab: int, causal: bool) -> CanvasLM:
+    model = CanvasLM(CanvasConfig(vocab_size=vocab, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=32, max_position_embeddings=64, causal=causal))
+    with torch.no_grad():
+        model.lm_head.weight.zero_()  # tied: every logit is 0, the prediction is uniform
+    return model
+
+
+def test_diffusion_elbo_of_a_uniform_model_is_length_times_log_vocab():
+    vocab, length = 50, 40
+    batch = torch.randint(0, vocab, (64, length), generator=torch.Generator().manual_seed(0))
+    elbo = evaluate.diffusion_window_elbo(uniform_model(vocab, False), batch, 1, 32, torch.Generator().manual_seed(0))
+    assert abs(elbo.mean().item() / (length * math.log(vocab)) - 1) < 0.02
+
+
+def test_ar_nll_of_a_uniform_model_is_exact():
+    vocab, length = 50, 40
+    batch = torch.randint(0, vocab, (4, length), generator=torch.Generator().manual_seed(0))
+    unigram = torch.full((vocab,), -math.log(vocab), dtype=torch.float64)
+    nll = evaluate.ar_window_nll(uniform_model(vocab, True), batch, unigram)
+    assert torch.allclose(nll.double(), torch.full((4,), length * math.log(vocab), dtype=torch.float64), rtol=1e-5)
+
+
+def test_evaluate_command_reports_all_three_bounds(tmp_path):
+    data = make_data(tmp_path)
+    for objective in ("diffusion", "ar"):
+        run(data, tmp_path / objective, objective, 4 * 128)
+        train.main(["export", "--checkpoint", str(tmp_path / objective / "best.pt"), "--data", str(data),
+                    "--out", str(tmp_path / f"m-{objective}")])
+    out = tmp_path / "eval.json"
+    evaluate.main(["--data", str(data), "--ar", str(tmp_path / "m-ar"), "--diffusion", str(tmp_path / "m-diffusion"),
+                   "--window", "32", "--samples", "4", "--json", str(out), "--threads", "1"])
+    import json
+
+    report = json.loads(out.read_text())
+    for key in ("unigram_bits_per_char", "ar_bits_per_char", "diffusion_bits_per_char", "diffusion_over_ar"):
+        assert math.isfinite(report[key]) and report[key] > 0, key
+    assert report["windows"] == 400 // 32
