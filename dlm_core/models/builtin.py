@@ -46,6 +46,24 @@ class CanvasAdapter(ModelAdapter):
         return logits
 
 
+    supports_cache = True
+
+    @torch.no_grad()
+    def forward_cached(
+        self,
+        input_ids: torch.Tensor,
+        cache: list | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, list]:
+        """Raw (unshifted) float logits of ``input_ids`` attending to ``cache`` too, plus the new cache.
+
+        The cache holds every layer's keys/values of ``cache`` + ``input_ids`` (rotary applied), so
+        callers can slice it: the AR decoder appends, the Fast-dLLM caches keep prefix / suffix.
+        """
+        output = self.model(input_ids.to(self.device), position_ids=position_ids, cache=cache, use_cache=True)
+        return output.logits.float(), output.cache
+
+
 def tiny_random_model(seed: int = 0, causal: bool = False, max_length: int = 512) -> CanvasAdapter:
     """A 2-layer, 64-wide random CanvasLM over ``TINY_ALPHABET``; deterministic for a given seed."""
     codec = CharCodec(TINY_ALPHABET)
