@@ -1,0 +1,606 @@
+"""The denoising loop: masked canvas in, one ``StepState`` per model step out.
+
+``denoise(model, prompt, config)`` yields an initial state (step 0, no forward pass yet) and then
+one state per model step until no mask is left. ``denoise_batch(model, prompts, config)`` decodes
+several prompts with ONE forward pass per step and yields a list of states (one per prompt) per
+step; ``denoise`` is its batch-of-one case. Both validate everything before returning the generator,
+so bad settings raise ``ConfigError`` / ``PromptError`` at the call, before any forward pass.
+
+One step (LLaDA's Algorithm 5 generalised; all tensors batched over rows, no per-position loops):
+
+1. Forward: logits for every position of the canvas (``FullForward``; under classifier-free
+   guidance the conditional and the unconditional canvas, whose fixed prompt tokens are replaced by
+   [MASK], go through the model as one batch and combine as un + (w + 1)(cond - un), LLaDA's form).
+2. Window: each row's active block (its slots in reading order). The mask token's logit is set to
+   -inf, top-p then top-k truncation (Dream's order, on logits / T) sets the dropped tokens to -inf.
+3. Proposal x0 per window slot: argmax at T = 0, else float64 Gumbel-max (see ``strategies``).
+4. The strategy scores the block's masked slots and picks the ones to commit (``strategies``).
+5. Optional ReMDM re-masking of tokens committed earlier in the block (``remask_positions``); every
+   re-masked token is paid back by one extra commit (the next most confident masked slots), so the
+   number of masks left after the step is what the schedule says and the run still ends unmasked.
+6. The block is done when it has no mask left; the next block starts at the next step.
+
+RNG: one private ``torch.Generator`` on the model's device, seeded with ``config.seed`` (the global
+RNG is never touched). Draw order per step, for the b rows decoded at that step and W = the widest
+active block among them: (a) if T > 0, ``torch.rand((b, W, V), dtype=float64)`` for Gumbel-max;
+(b) strategy draws, ``random`` and ``origin`` each one ``torch.rand((b, W), dtype=float64)``;
+(c) if ``remask`` is set, one ``torch.rand((b, W), dtype=float64)``, drawn at every step. So an
+independent implementation reproduces a run draw for draw (``tests/test_sampler_reference.py``).
+
+NFE = forward evaluations per sequence: +1 per step, +2 per step under CFG (two canvases are
+evaluated even though they share one batched call). A row whose canvas is finished is left out of
+later forward passes (its NFE stops); ``denoise_batch`` then repeats its final state.
+
+Steps: ``steps`` (None = one per slot) is split over blocks as ``schedule.allocate_steps`` says.
+Fixed-count strategies run exactly ``steps`` steps; ``threshold``, ``factor`` and ``origin`` at most.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from .config import ConfigError, SamplerConfig
+from .prompt import EncodedPrompt, PromptError, encode_prompt
+from .schedule import allocate_steps, dream_timesteps, split_blocks
+from .strategies import STRATEGIES, StepContext, top_k_mask
+
+TOPK = 5
+MAX_BATCH = 256
+
+
+@dataclass(frozen=True, eq=False)
+class StepState:
+    """The canvas after one model step (numpy / plain Python only, so UI layers need no torch).
+
+    Per-position arrays have one entry per canvas position (prompt + generation slots) and are
+    read-only. Fields:
+
+    step: 0 for the initial canvas, then 1, 2, ... per model step.
+    block: index of the block this step worked on (0 for the initial state).
+    tokens (int64): ids after the step; masked positions hold ``model.mask_id``.
+    masked (bool): still masked after the step. fixed (bool): prompt tokens, never changed.
+    prompt_length: positions before the appended region; slots are ``~fixed``.
+    committed / remasked (int64, sorted): positions unmasked / re-masked (ReMDM) by this step.
+    confidence (float64): the strategy's score of its proposal at every slot that was masked in the
+        active block when the step began (see each strategy's docstring); NaN everywhere else.
+    prob (float64): the model's temperature-1 probability (guided, before truncation) of the token
+        at each position of the active block: the proposal for slots masked when the step began,
+        the committed token otherwise (so low values show doubt about earlier commits); NaN elsewhere.
+    proposal (int64): x0 at slots masked when the step began, -1 elsewhere.
+    nfe: cumulative forward evaluations for this sequence (CFG counts 2 per step).
+    elapsed: seconds since the run started (wall clock, cumulative).
+    answer_end: first position >= prompt_length holding a committed end-of-text token, else length;
+        tokens from there on are not part of the answer.
+    topk_ids / topk_probs ((length, 5), only with ``record_topk``): the five most likely tokens and
+        their ``prob``-style probabilities in the active block; -1 / NaN elsewhere. Else None.
+    """
+
+    step: int
+    block: int
+    tokens: np.ndarray
+    masked: np.ndarray
+    fixed: np.ndarray
+    prompt_length: int
+    committed: np.ndarray
+    remasked: np.ndarray
+    confidence: np.ndarray
+    prob: np.ndarray
+    proposal: np.ndarray
+    nfe: int
+    elapsed: float
+    answer_end: int
+    topk_ids: np.ndarray | None = None
+    topk_probs: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StepState):
+            return NotImplemented
+        for field in fields(self):
+            a, b = getattr(self, field.name), getattr(other, field.name)
+            if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+                if a is None or b is None or a.shape != b.shape or a.dtype.kind != b.dtype.kind:
+                    return False
+                if not np.array_equal(a, b, equal_nan=a.dtype.kind == "f"):
+                    return False
+            elif a != b:
+                return False
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def length(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def done(self) -> bool:
+        return not bool(self.masked.any())
+
+    @property
+    def slots(self) -> np.ndarray:
+        return np.flatnonzero(~self.fixed)
+
+    def answer_ids(self) -> list[int]:
+        """Ids of the appended region up to (excluding) the first end-of-text."""
+        return [int(i) for i in self.tokens[self.prompt_length : self.answer_end]]
+
+    def text_ids(self) -> list[int]:
+        """Ids of the whole canvas up to the answer's end: prompt, infilled slots and answer."""
+        return [int(i) for i in self.tokens[: self.answer_end]]
+
+
+# -- forward passes ----------------------------------------------------------------------------------
+
+
+class FullForward:
+    """Step function input: recompute the whole canvas each step (no KV cache).
+
+    ``__call__(x, attention_mask, fixed, window)`` returns float logits at the window positions
+    (rows x W x V); ``cost`` is the NFE one call adds per row. A cached AR decoder or a Fast-dLLM
+    prefix / dual cache is another class with this interface that keeps state between calls.
+    """
+
+    def __init__(self, model, cfg_scale: float = 0.0):
+        self.model = model
+        self.cfg_scale = float(cfg_scale)
+        self.cost = 2 if self.cfg_scale > 0 else 1
+
+    def __call__(
+        self, x: torch.Tensor, attention_mask: torch.Tensor | None, fixed: torch.Tensor, window: torch.Tensor
+    ) -> torch.Tensor:
+        index = window.unsqueeze(-1)
+        if self.cfg_scale <= 0:
+            logits = self.model.logits(x, attention_mask)
+            return logits.gather(1, index.expand(-1, -1, logits.shape[-1]))
+        # LLaDA CFG: the unconditional canvas hides the prompt; both canvases in one batched call.
+        uncond = x.masked_fill(fixed, self.model.mask_id)
+        mask = None if attention_mask is None else torch.cat([attention_mask, attention_mask])
+        logits = self.model.logits(torch.cat([x, uncond]), mask)
+        logits = logits.gather(1, torch.cat([index, index]).expand(-1, -1, logits.shape[-1]))
+        cond, un = logits.float().chunk(2)  # combine in float32 even if the model computes in bf16
+        return un + (self.cfg_scale + 1) * (cond - un)
+
+
+# -- sampling helpers --------------------------------------------------------------------------------
+
+
+def truncate(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """Top-p then top-k (Dream's order) on logits / T (logits at T = 0); dropped tokens become -inf."""
+    if top_k is None and (top_p is None or top_p >= 1.0):
+        return logits
+    scaled = logits / temperature if temperature > 0 else logits
+    keep = torch.ones_like(logits, dtype=torch.bool)
+    if top_p is not None and top_p < 1.0:
+        ordered, order = scaled.sort(dim=-1, descending=True)
+        cumulative = ordered.softmax(-1).cumsum(-1)
+        drop = cumulative > top_p
+        drop[..., 1:] = drop[..., :-1].clone()  # keep the token that crosses top_p
+        drop[..., 0] = False
+        keep &= ~torch.zeros_like(drop).scatter_(-1, order, drop)
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = scaled.masked_fill(~keep, float("-inf")).topk(top_k, dim=-1).values[..., -1:]
+        keep &= scaled >= kth
+    return logits.masked_fill(~keep, float("-inf"))
+
+
+def gumbel_argmax(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
+    """Sample from softmax(logits / T) by LLaDA's float64 Gumbel-max: argmax exp(l) / (-log U)^T.
+
+    ``logits`` must be float64. Shifting by the row max keeps exp() finite without moving the argmax.
+    """
+    if temperature == 0:
+        return logits.argmax(-1)
+    uniform = torch.rand(logits.shape, generator=generator, dtype=torch.float64, device=logits.device)
+    shifted = torch.exp(logits - logits.amax(-1, keepdim=True))
+    return (shifted / (-torch.log(uniform)) ** temperature).argmax(-1)
+
+
+def remask_positions(
+    config: SamplerConfig,
+    candidates: torch.Tensor,
+    transfer: torch.Tensor,
+    committed: torch.Tensor,
+    commit_prob: torch.Tensor,
+    block_size: torch.Tensor,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """ReMDM re-masking (Wang et al. 2025, "Remasking Discrete Diffusion Models with Inference-Time
+    Scaling") in count form, over the tokens committed earlier in the active block. Returns b x W bool.
+
+    With n slots in the block, m masked at the step start, c commits chosen by the strategy and d
+    tokens already committed: alpha_t = d / n (unmasked fraction now), alpha_s = (n - (m - c)) / n
+    (after the step), so sigma_max = min(1, (1 - alpha_s) / alpha_t) = min(1, (m - c) / d), the
+    largest re-masking probability that keeps ReMDM's marginals valid. Per committed token l:
+
+    * ``cap``:        sigma = min(eta, sigma_max)                 (ReMDM-cap)
+    * ``rescale``:    sigma = eta * sigma_max                     (ReMDM-rescale)
+    * ``confidence``: sigma_l = min(1, d * min(eta, sigma_max) * softmax_l(-psi))   (ReMDM-conf)
+
+    psi_l is the model probability of token l when it was committed; so ``confidence`` spends the
+    cap schedule's expected budget d * sigma, but on the tokens the model was least sure of.
+    (Simplification: official ReMDM-conf uses sigma_max * softmax(-psi), i.e. at most one expected
+    re-mask per step and no eta; eta is kept as the strength knob here.)
+
+    Each token is re-masked when U_l < sigma_l (one uniform per window slot). At most m - c tokens
+    are re-masked (those with the smallest U / sigma): the same bound in counts, and the reason the
+    block's last step (m - c = 0) never re-masks. Only steps whose block time t = m / n lies in
+    (remask_t_off, remask_t_on] re-mask (ReMDM-loop's window knobs). Prompt tokens, slots of earlier
+    blocks and tokens committed in this very step are never eligible.
+    """
+    uniform = torch.rand(candidates.shape, generator=generator, dtype=torch.float64, device=candidates.device)
+    masked_now = candidates.sum(1)
+    left = masked_now - transfer.sum(1)  # masks remaining after this step's commits
+    done = committed.sum(1)
+    sigma_max = (left.double() / done.clamp(min=1).double()).clamp(max=1.0) * (done > 0)
+    eta = config.eta
+    if config.remask == "rescale":
+        sigma = (eta * sigma_max).unsqueeze(1).expand_as(uniform)
+    else:
+        sigma = sigma_max.clamp(max=eta).unsqueeze(1).expand_as(uniform)
+        if config.remask == "confidence":
+            weights = (-commit_prob).masked_fill(~committed, float("-inf")).softmax(1).nan_to_num(0.0)
+            sigma = (sigma * done.unsqueeze(1) * weights).clamp(max=1.0)
+    t_block = masked_now.to(torch.float64) / block_size
+    active = (t_block > config.remask_t_off) & (t_block <= config.remask_t_on)
+    hit = committed & (uniform < sigma) & active.unsqueeze(1)
+    key = -(uniform / sigma.clamp(min=1e-300))
+    return top_k_mask(key, hit, left)
+
+
+# -- the run -----------------------------------------------------------------------------------------
+
+
+class _Run:
+    """All state of one batched run: tensors on the model's device, rows right-padded."""
+
+    def __init__(self, model, prompts: Sequence[str], config: SamplerConfig, forward=None):
+        if not isinstance(config, SamplerConfig):
+            raise ConfigError("config", f"config must be a SamplerConfig, got {type(config).__name__}")
+        if isinstance(prompts, str) or not isinstance(prompts, Sequence) or not 1 <= len(prompts) <= MAX_BATCH:
+            raise PromptError("prompts", f"prompts must be a list of 1 to {MAX_BATCH} strings")
+        self.model, self.config = model, config
+        self.spec = STRATEGIES[config.strategy]
+        if model.kind == "autoregressive":
+            if not self.spec.autoregressive_ok:
+                ok = ", ".join(name for name, spec in STRATEGIES.items() if spec.autoregressive_ok)
+                raise ConfigError(
+                    "strategy", f"strategy must be {ok} for autoregressive model {model.name!r}, got {config.strategy}"
+                )
+            if config.cfg_scale > 0:
+                raise ConfigError("cfg_scale", f"cfg_scale must be 0 for autoregressive model {model.name!r}")
+        self.encoded: list[EncodedPrompt] = [encode_prompt(model, text, config.gen_length) for text in prompts]
+        self.forward = forward if forward is not None else FullForward(model, config.cfg_scale)
+        self._plan_blocks()
+        self._build_canvas()
+        self.generator = torch.Generator(device=model.device)
+        self.generator.manual_seed(config.seed)
+        self._timesteps: dict[int, torch.Tensor] = {}
+
+    def _plan_blocks(self) -> None:
+        config, spec = self.config, self.spec
+        self.block_plans: list[tuple[list[int], list[int]]] = []
+        for row, encoded in enumerate(self.encoded):
+            num_slots = len(encoded.slots)
+            sizes = split_blocks(num_slots, config.block_length)
+            steps = num_slots if config.steps is None else config.steps
+            where = f" for prompt #{row}" if len(self.encoded) > 1 else " for this prompt"
+            if spec.one_per_step and steps != num_slots:
+                raise ConfigError(
+                    "steps",
+                    f"steps must equal the number of generation slots ({num_slots}{where}) for strategy "
+                    f"{config.strategy}, or be None, got {steps}",
+                )
+            if not len(sizes) <= steps <= num_slots:
+                raise ConfigError(
+                    "steps",
+                    f"steps must be an integer in [{len(sizes)}, {num_slots}]{where} ({num_slots} generation slots "
+                    f"in {len(sizes)} blocks), or None, got {steps}",
+                )
+            self.block_plans.append((sizes, allocate_steps(sizes, steps)))
+
+    def _build_canvas(self) -> None:
+        device, rows = self.model.device, len(self.encoded)
+        self.lengths = [len(e.ids) for e in self.encoded]
+        width = max(self.lengths)
+        num_slots = max(len(e.slots) for e in self.encoded)
+        num_blocks = max(len(sizes) for sizes, _ in self.block_plans)
+        mask_id = self.model.mask_id
+        x = torch.full((rows, width), mask_id, dtype=torch.long)
+        valid = torch.zeros((rows, width), dtype=torch.bool)
+        masked = torch.zeros((rows, width), dtype=torch.bool)
+        slots = torch.zeros((rows, num_slots), dtype=torch.long)
+        block_start = torch.zeros((rows, num_blocks + 1), dtype=torch.long)
+        block_size = torch.ones((rows, num_blocks + 1), dtype=torch.long)
+        block_steps = torch.ones((rows, num_blocks + 1), dtype=torch.long)
+        for row, (encoded, (sizes, steps)) in enumerate(zip(self.encoded, self.block_plans, strict=True)):
+            x[row, : len(encoded.ids)] = torch.tensor(encoded.ids, dtype=torch.long)
+            valid[row, : len(encoded.ids)] = True
+            slot_index = torch.tensor(encoded.slots, dtype=torch.long)
+            masked[row, slot_index] = True
+            slots[row, : len(encoded.slots)] = slot_index
+            block_start[row, 1 : len(sizes) + 1] = torch.tensor(sizes).cumsum(0)
+            block_size[row, : len(sizes)] = torch.tensor(sizes)
+            block_steps[row, : len(sizes)] = torch.tensor(steps)
+        self.x, self.masked, self.slots = x.to(device), masked.to(device), slots.to(device)
+        self.fixed = (valid & ~masked).to(device)
+        # No mask at all when nothing is padded: the model's fast path, and bit-identical to a lone row.
+        self.attention_mask = None if bool(valid.all()) else valid.to(device)
+        self.block_start, self.block_size = block_start.to(device), block_size.to(device)
+        self.block_steps = block_steps.to(device)
+        self.block = torch.zeros(rows, dtype=torch.long, device=device)
+        self.step_in_block = torch.zeros(rows, dtype=torch.long, device=device)
+        self.commit_prob = torch.ones((rows, width), dtype=torch.float64, device=device)
+        self.nfe = [0] * rows
+        self.fixed_np = [self.fixed[row, :n].cpu().numpy().copy() for row, n in enumerate(self.lengths)]
+        self.eos = np.asarray(self.model.eos_ids, dtype=np.int64)
+
+    def dream_t_s(self, block_steps: torch.Tensor, step_in_block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t, s = [], []
+        for steps, j in zip(block_steps.tolist(), step_in_block.tolist(), strict=True):  # per row, not per position
+            if steps not in self._timesteps:
+                self._timesteps[steps] = dream_timesteps(steps, self.config.eps)
+            t.append(self._timesteps[steps][j])
+            s.append(self._timesteps[steps][j + 1])
+        device = self.x.device
+        return torch.stack(t).to(device), torch.stack(s).to(device)
+
+    # -- states --------------------------------------------------------------------------------------
+
+    def states(self) -> Iterator[list[StepState]]:
+        start = time.perf_counter()
+        current = [self._initial_state(row) for row in range(len(self.encoded))]
+        yield list(current)
+        step = 0
+        while bool(self.masked.any()):
+            step += 1
+            updates = self._advance(step, start)
+            for row, state in updates.items():
+                current[row] = state
+            yield list(current)
+
+    def _initial_state(self, row: int) -> StepState:
+        n = self.lengths[row]
+        nan = np.full(n, np.nan)
+        topk = self.config.record_topk
+        return StepState(
+            step=0,
+            block=0,
+            tokens=self.x[row, :n].cpu().numpy().copy(),  # copy: on CPU .numpy() shares the live canvas
+            masked=self.masked[row, :n].cpu().numpy().copy(),
+            fixed=self.fixed_np[row],
+            prompt_length=self.encoded[row].prompt_length,
+            committed=np.zeros(0, dtype=np.int64),
+            remasked=np.zeros(0, dtype=np.int64),
+            confidence=nan,
+            prob=nan.copy(),
+            proposal=np.full(n, -1, dtype=np.int64),
+            nfe=0,
+            elapsed=0.0,
+            answer_end=n,
+            topk_ids=np.full((n, TOPK), -1, dtype=np.int64) if topk else None,
+            topk_probs=np.full((n, TOPK), np.nan) if topk else None,
+        )
+
+    @torch.inference_mode()
+    def _advance(self, step: int, start: float) -> dict[int, StepState]:
+        """One model step for every row that still has masks. Returns the new state of those rows."""
+        config, model, device = self.config, self.model, self.x.device
+        rows = self.masked.any(1).nonzero().squeeze(1)
+        block = self.block[rows]
+        block_start = self.block_start[rows].gather(1, block.unsqueeze(1)).squeeze(1)
+        block_size = self.block_size[rows].gather(1, block.unsqueeze(1)).squeeze(1)
+        block_steps = self.block_steps[rows].gather(1, block.unsqueeze(1)).squeeze(1)
+        step_in_block = self.step_in_block[rows]
+
+        # The window: each row's active block, as positions in reading order (W = widest block).
+        width = int(block_size.max())
+        offsets = torch.arange(width, device=device)
+        in_block = offsets < block_size.unsqueeze(1)
+        slot_index = (block_start.unsqueeze(1) + offsets).clamp(max=self.slots.shape[1] - 1)
+        window = self.slots[rows].gather(1, slot_index)
+        x = self.x[rows]
+        attention_mask = None if self.attention_mask is None else self.attention_mask[rows]
+
+        logits = self.forward(x, attention_mask, self.fixed[rows], window).to(torch.float64)
+        logits[..., model.mask_id] = float("-inf")  # never propose [MASK] itself
+        # One reduction instead of elementwise checks: a row max is NaN/+inf iff the row holds one
+        # (or -inf iff every token is -inf, which would make softmax NaN as well).
+        if not bool(torch.isfinite(logits.amax(-1)).all()):
+            raise FloatingPointError(f"model {model.name!r} returned NaN or infinite logits at step {step}")
+        filtered = truncate(logits, config.temperature, config.top_k, config.top_p)
+        x0 = gumbel_argmax(filtered, config.temperature, self.generator)  # RNG draw (a)
+        candidates = self.masked[rows].gather(1, window) & in_block
+        t, s = self.dream_t_s(block_steps, step_in_block)
+        context = StepContext(
+            logits=filtered,
+            x0=x0,
+            probs=filtered.softmax(-1),
+            candidates=candidates,
+            num_masked=candidates.sum(1),
+            block_size=block_size,
+            block_steps=block_steps,
+            step_in_block=step_in_block,
+            t=t,
+            s=s,
+            generator=self.generator,
+            config=config,
+        )
+        selection = self.spec.fn(context)  # RNG draw (b), if the strategy draws
+        transfer = selection.transfer & candidates
+        model_probs = context.probs if filtered is logits else logits.softmax(-1)
+
+        committed_before = ~self.masked[rows].gather(1, window) & in_block
+        if config.remask is not None:
+            psi = self.commit_prob[rows].gather(1, window)
+            remask = remask_positions(config, candidates, transfer, committed_before, psi, block_size, self.generator)
+            # Pay back every re-masked token with one more commit: the next most confident masks.
+            extra = top_k_mask(selection.confidence, candidates & ~transfer, remask.sum(1))
+            transfer = transfer | extra
+        else:
+            remask = torch.zeros_like(transfer)
+
+        # Apply: commits take x0, re-masked tokens go back to [MASK].
+        row_index = rows.unsqueeze(1).expand_as(window)
+        shown = torch.where(candidates, x0, x.gather(1, window))
+        shown_prob = model_probs.gather(-1, shown.unsqueeze(-1)).squeeze(-1)
+        commit_rows, commit_pos = row_index[transfer], window[transfer]
+        self.x[commit_rows, commit_pos] = x0[transfer]
+        self.masked[commit_rows, commit_pos] = False
+        self.commit_prob[commit_rows, commit_pos] = shown_prob[transfer]
+        self.x[row_index[remask], window[remask]] = model.mask_id
+        self.masked[row_index[remask], window[remask]] = True
+
+        # Advance blocks: a block is done when none of its slots is masked.
+        left = (candidates & ~transfer).sum(1) + remask.sum(1)
+        if bool(((left > 0) & (step_in_block + 1 >= block_steps)).any()):
+            raise RuntimeError(f"internal error: a block overran its {block_steps.tolist()} step budget")
+        finished = left == 0
+        self.block[rows] = block + finished.long()
+        self.step_in_block[rows] = torch.where(finished, torch.zeros_like(step_in_block), step_in_block + 1)
+        for row in rows.tolist():
+            self.nfe[row] += self.forward.cost
+
+        topk = model_probs.topk(min(TOPK, model_probs.shape[-1]), dim=-1) if config.record_topk else None
+        return self._states_after(
+            step,
+            start,
+            rows,
+            block,
+            window,
+            in_block,
+            candidates,
+            transfer,
+            remask,
+            selection.confidence,
+            shown_prob,
+            x0,
+            topk,
+        )
+
+    def _states_after(
+        self, step, start, rows, block, window, in_block, candidates, transfer, remask, confidence, prob, x0, topk
+    ) -> dict[int, StepState]:
+        """Tensor -> numpy conversion of the step's results (one transfer per tensor, then per-row slicing)."""
+        elapsed = time.perf_counter() - start
+        x_all, masked_all = self.x[rows].cpu().numpy(), self.masked[rows].cpu().numpy()
+        window, in_block = window.cpu().numpy(), in_block.cpu().numpy()
+        candidates, transfer, remask = candidates.cpu().numpy(), transfer.cpu().numpy(), remask.cpu().numpy()
+        confidence = confidence.cpu().numpy()
+        prob, x0 = prob.cpu().numpy(), x0.cpu().numpy()
+        if topk is not None:
+            topk_values, topk_indices = topk.values.cpu().numpy(), topk.indices.cpu().numpy()
+        states = {}
+        for i, row in enumerate(rows.tolist()):
+            n = self.lengths[row]
+            tokens, masked = x_all[i, :n], masked_all[i, :n]
+            valid = in_block[i]
+            scored = candidates[i]
+            position = window[i]
+            confidence_row = np.full(n, np.nan)
+            confidence_row[position[scored]] = confidence[i][scored]
+            prob_row = np.full(n, np.nan)
+            prob_row[position[valid]] = prob[i][valid]
+            proposal_row = np.full(n, -1, dtype=np.int64)
+            proposal_row[position[scored]] = x0[i][scored]
+            topk_ids = topk_probs = None
+            if topk is not None:
+                topk_ids = np.full((n, TOPK), -1, dtype=np.int64)
+                topk_probs = np.full((n, TOPK), np.nan)
+                k = topk_values.shape[-1]
+                topk_ids[position[valid], :k] = topk_indices[i][valid]
+                topk_probs[position[valid], :k] = topk_values[i][valid]
+            states[row] = StepState(
+                step=step,
+                block=int(block[i]),
+                tokens=tokens,
+                masked=masked,
+                fixed=self.fixed_np[row],
+                prompt_length=self.encoded[row].prompt_length,
+                committed=np.sort(position[transfer[i]]).astype(np.int64),
+                remasked=np.sort(position[remask[i]]).astype(np.int64),
+                confidence=confidence_row,
+                prob=prob_row,
+                proposal=proposal_row,
+                nfe=self.nfe[row],
+                elapsed=elapsed,
+                answer_end=self._answer_end(row, tokens, masked),
+                topk_ids=topk_ids,
+                topk_probs=topk_probs,
+            )
+        return states
+
+    def _answer_end(self, row: int, tokens: np.ndarray, masked: np.ndarray) -> int:
+        start = self.encoded[row].prompt_length
+        is_end = np.isin(tokens[start:], self.eos) & ~masked[start:]
+        hits = np.flatnonzero(is_end)
+        return int(start + hits[0]) if hits.size else int(tokens.shape[0])
+
+
+# -- public entry points -----------------------------------------------------------------------------
+
+
+def denoise_batch(model, prompts: Sequence[str], config: SamplerConfig | None = None, *, forward=None):
+    """Denoise several prompts together: one forward pass per step for all unfinished rows.
+
+    Rows are right-padded to a common length and padding is hidden by an attention mask; each row
+    has its own masks, blocks, schedule and NFE. Yields one list of ``StepState`` (one per prompt, in
+    order) per step, starting with the initial canvases; a finished row repeats its final state.
+    Validates before returning: raises ``ConfigError`` / ``PromptError`` at the call.
+    An autoregressive model with a KV cache (``model.supports_cache``) is decoded by the exact
+    cached decoder in ``sampler.autoregressive`` (same states; its Gumbel draws are per step, so
+    sampled runs differ from the uncached path, greedy runs are identical). ``config.cache``
+    selects a Fast-dLLM ``CachedForward`` for diffusion models.
+    ``forward`` replaces ``FullForward`` (e.g. a cached step function); advanced use.
+    """
+    config = SamplerConfig() if config is None else config
+    if forward is None and getattr(model, "kind", None) == "autoregressive" and getattr(model, "supports_cache", False):
+        # The exact KV-cached left-to-right decoder: O(1) tokens of compute per step instead of O(length).
+        from .autoregressive import decode_autoregressive_batch
+
+        if config.cache is not None:
+            raise ConfigError("cache", f"cache must be None for autoregressive model {model.name!r} (it always uses its exact KV cache)")
+        return decode_autoregressive_batch(model, prompts, config)
+    if forward is None and isinstance(config, SamplerConfig) and config.cache is not None:
+        from .cache import CachedForward
+
+        try:
+            forward = CachedForward(model, config.cache)
+        except ValueError as error:
+            raise ConfigError("cache", str(error)) from error
+    run = _Run(model, prompts, config, forward)
+    return run.states()
+
+
+def denoise(model, prompt: str, config: SamplerConfig | None = None, *, forward=None) -> Iterator[StepState]:
+    """Denoise one prompt; yields the initial state, then one ``StepState`` per model step.
+
+    The last state has no masks. Validates before returning (errors are raised at the call).
+    """
+    states = denoise_batch(model, [prompt], config, forward=forward)
+    return (batch[0] for batch in states)
+
+
+def run_to_end(model, prompt: str, config: SamplerConfig | None = None) -> StepState:
+    """The final state of ``denoise`` (convenience)."""
+    final = None
+    for final in denoise(model, prompt, config):  # noqa: B007 (we want the last one)
+        pass
+    assert final is not None
+    return final
+
+
+def tokens_per_forward(state: StepState) -> float:
+    """Generated slots per forward evaluation (the speed-up over one token per forward)."""
+    return float((~state.fixed).sum()) / state.nfe if state.nfe else math.nan

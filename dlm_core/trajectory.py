@@ -1,0 +1,649 @@
+"""A recorded denoising run: every ``StepState``, derived views, and a compact versioned JSON form.
+
+``record(model, prompt, config)`` runs ``denoise`` and returns a ``Trajectory``; the app streams
+instead, feeding each state to ``TrajectoryBuilder.add`` and calling ``build()`` at the end (or at
+any point: an unfinished run is a valid trajectory whose ``complete`` is False).
+
+Floats (confidence, prob, top-k probabilities, elapsed seconds) are rounded to 4 decimals when a
+state is added, so a trajectory equals its JSON round trip exactly (``==`` compares every field).
+
+JSON schema ``diffusion-canvas/trajectory/1`` (one object; every key required unless marked)::
+
+    schema_version  "diffusion-canvas/trajectory/1"
+    model           {"name": str, "kind": "diffusion"|"autoregressive", "mask_id": int, "eos_ids": [int]}
+    prompt          str, the prompt as typed
+    config          SamplerConfig fields (validated as a SamplerConfig)
+    prompt_length   int, positions before the appended region
+    initial_tokens  [int] * length: the canvas before step 1 (mask_id at slots)
+    slots           [int], sorted: generation positions; every other position is fixed
+    vocab           {"ids": [int] sorted unique, "texts": [str]}: the text of every id used anywhere,
+                    so replay needs neither model nor tokenizer
+    final_text      str: decoded canvas up to the answer's end (prompt, infills, answer)
+    answer_text     str: decoded appended region up to the first end-of-text
+    steps           one object per model step (the initial state is implied by initial_tokens):
+        block, nfe       int
+        elapsed          float seconds since the start
+        committed        [int] positions unmasked; committed_ids [int] their tokens (same length)
+        remasked         [int] positions re-masked (ReMDM)
+        window           [int] sorted positions the step scored (its active block)
+        confidence, prob [float|null] per window position (null = NaN)
+        proposal         [int] per window position (-1 = none)
+        topk_ids, topk_probs  [[int]*5] / [[float|null]*5] per window position, only when
+                              config.record_topk is true
+
+Tokens, masks and ``answer_end`` of every state are rebuilt by replaying commits and re-masks, and
+the replay is checked: a commit must hit a masked slot, a re-mask a committed slot. ``from_json``
+never evaluates or unpickles anything; it parses JSON (NaN/Infinity and duplicate keys rejected)
+and raises ``TrajectoryError(field, message)`` on any deviation: wrong version, unknown or missing
+keys, wrong types, wrong shapes, or sizes beyond the limits: at most 4096 positions, 2048 steps,
+65536 vocabulary entries, 256 MiB of JSON (``MAX_*`` below; they cover every run the sampler's
+settings allow, and ``to_json`` refuses to write a document over the size limit). Arrays that do
+not change between steps are shared (read-only), so memory follows the document's content.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .sampler import ConfigError, SamplerConfig, StepState, denoise
+from .sampler.denoise import TOPK
+
+SCHEMA_VERSION = "diffusion-canvas/trajectory/1"
+MAX_POSITIONS = 4096  # canvas length
+MAX_STEPS = 2048  # model steps (states - 1)
+MAX_JSON_CHARS = 256 * 1024 * 1024
+MAX_VOCAB = 65536
+MAX_TOKEN_ID = 2**31 - 1
+MAX_TEXT_CHARS = 1_000_000
+MAX_TOKEN_TEXT_CHARS = 1024
+DECIMALS = 4
+MASK_GLYPH = "\u2591"
+
+
+class TrajectoryError(ValueError):
+    """A trajectory (usually a JSON file) is malformed. ``field`` names the offending key path."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _round(values: np.ndarray | None) -> np.ndarray | None:
+    return None if values is None else np.round(values.astype(np.float64), DECIMALS)
+
+
+@dataclass(eq=False)
+class Trajectory:
+    """One run. ``states[0]`` is the initial canvas, ``states[k]`` the canvas after model step k."""
+
+    model: str
+    model_kind: str
+    mask_id: int
+    eos_ids: tuple[int, ...]
+    prompt: str
+    config: dict[str, Any]
+    states: list[StepState]
+    vocab: dict[int, str]
+    final_text: str
+    answer_text: str
+    schema_version: str = field(default=SCHEMA_VERSION)
+
+    # -- summary ------------------------------------------------------------------------------------
+
+    @property
+    def final(self) -> StepState:
+        return self.states[-1]
+
+    @property
+    def length(self) -> int:
+        return self.final.length
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.states) - 1
+
+    @property
+    def nfe(self) -> int:
+        return self.final.nfe
+
+    @property
+    def elapsed(self) -> float:
+        return self.final.elapsed
+
+    @property
+    def complete(self) -> bool:
+        return self.final.done
+
+    @property
+    def num_generated(self) -> int:
+        return int((~self.final.fixed).sum())
+
+    @property
+    def tokens_per_forward(self) -> float:
+        return self.num_generated / self.nfe if self.nfe else math.nan
+
+    @property
+    def sampler_config(self) -> SamplerConfig:
+        return SamplerConfig.from_dict(self.config)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "steps": self.num_steps,
+            "nfe": self.nfe,
+            "generated": self.num_generated,
+            "tokens_per_forward": self.tokens_per_forward,
+            "elapsed": self.elapsed,
+            "remasked": int(sum(len(state.remasked) for state in self.states)),
+            "complete": self.complete,
+        }
+
+    # -- derived views --------------------------------------------------------------------------------
+
+    def unmask_step(self) -> np.ndarray:
+        """Per position, the last step that committed it (re-masked tokens count their final commit);
+        -1 for fixed prompt tokens and slots never committed."""
+        result = np.full(self.length, -1, dtype=np.int64)
+        for state in self.states[1:]:
+            result[state.committed] = state.step
+        return result
+
+    def confidence_at_unmask(self) -> np.ndarray:
+        """Per position, the strategy's confidence at the step in ``unmask_step`` (NaN if none)."""
+        steps = self.unmask_step()
+        result = np.full(self.length, np.nan)
+        for position in np.flatnonzero(steps >= 0):
+            result[position] = self.states[steps[position]].confidence[position]
+        return result
+
+    def confidence_matrix(self) -> np.ndarray:
+        """(states x positions) float64 matrix of ``StepState.confidence`` (row 0 is all NaN)."""
+        return np.stack([state.confidence for state in self.states])
+
+    def prob_matrix(self) -> np.ndarray:
+        """(states x positions) float64 matrix of ``StepState.prob``."""
+        return np.stack([state.prob for state in self.states])
+
+    def token_text(self, token_id: int) -> str:
+        return self.vocab[int(token_id)]
+
+    def canvas_text(self, step: int = -1, mask: str = MASK_GLYPH) -> str:
+        """The canvas at a step as text, each masked position shown as ``mask``."""
+        state = self.states[step]
+        return "".join(mask if m else self.vocab[int(t)] for t, m in zip(state.tokens, state.masked, strict=True))
+
+    # -- equality and JSON ----------------------------------------------------------------------------
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Trajectory):
+            return NotImplemented
+        scalars = ("model", "model_kind", "mask_id", "eos_ids", "prompt", "config", "vocab", "final_text")
+        if any(getattr(self, name) != getattr(other, name) for name in scalars + ("answer_text", "schema_version")):
+            return False
+        return len(self.states) == len(other.states) and all(
+            a == b for a, b in zip(self.states, other.states, strict=True)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_dict(self) -> dict[str, Any]:
+        initial = self.states[0]
+        steps = [_step_to_dict(state, self.config.get("record_topk", False)) for state in self.states[1:]]
+        ids = sorted(self.vocab)
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": {
+                "name": self.model,
+                "kind": self.model_kind,
+                "mask_id": self.mask_id,
+                "eos_ids": list(self.eos_ids),
+            },
+            "prompt": self.prompt,
+            "config": dict(self.config),
+            "prompt_length": initial.prompt_length,
+            "initial_tokens": initial.tokens.tolist(),
+            "slots": np.flatnonzero(~initial.fixed).tolist(),
+            "vocab": {"ids": ids, "texts": [self.vocab[i] for i in ids]},
+            "final_text": self.final_text,
+            "answer_text": self.answer_text,
+            "steps": steps,
+        }
+
+    def to_json(self) -> str:
+        """Compact JSON; raises ``TrajectoryError`` rather than produce a document ``from_json`` refuses."""
+        text = json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        if len(text) > MAX_JSON_CHARS:
+            raise TrajectoryError(
+                "json", f"trajectory is {len(text)} characters, over the {MAX_JSON_CHARS} limit (try record_topk=False)"
+            )
+        return text
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json(), encoding="utf-8")
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Trajectory:
+        """Parse and strictly validate a JSON trajectory (see the module docstring)."""
+        if isinstance(text, bytes):
+            if len(text) > MAX_JSON_CHARS:
+                raise TrajectoryError("json", f"document is {len(text)} bytes; the limit is {MAX_JSON_CHARS}")
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise TrajectoryError("json", f"not UTF-8: {error}") from None
+        if not isinstance(text, str):
+            raise TrajectoryError("json", f"expected a JSON string, got {type(text).__name__}")
+        if len(text) > MAX_JSON_CHARS:
+            raise TrajectoryError("json", f"document is {len(text)} characters; the limit is {MAX_JSON_CHARS}")
+        try:
+            data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        except TrajectoryError:
+            raise
+        except (ValueError, RecursionError) as error:
+            raise TrajectoryError("json", f"not valid JSON: {error}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trajectory:
+        path = Path(path)
+        try:
+            size = path.stat().st_size
+        except OSError as error:
+            raise TrajectoryError("file", f"cannot read {str(path)!r}: {error.strerror or error}") from None
+        if size > MAX_JSON_CHARS * 4:
+            raise TrajectoryError("json", f"file is {size} bytes; the limit is {MAX_JSON_CHARS} characters")
+        return cls.from_json(path.read_bytes())
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Trajectory:
+        return _Reader(data).trajectory()
+
+
+# -- building ---------------------------------------------------------------------------------------
+
+
+class TrajectoryBuilder:
+    """Collects states as they stream out of ``denoise``; ``build()`` returns the ``Trajectory``.
+
+    ``add`` checks that steps arrive in order, rounds floats to 4 decimals and returns the stored
+    (rounded) state; repeats of a finished final state (``denoise_batch`` repeats finished rows) are
+    ignored. The model is used only for token texts and the final decoded text.
+    """
+
+    def __init__(self, model, prompt: str, config: SamplerConfig):
+        self.model = model
+        self.prompt = prompt
+        self.config = config
+        self.states: list[StepState] = []
+        self._ids: set[int] = set()
+
+    def add(self, state: StepState) -> StepState:
+        if self.states and state.step == self.states[-1].step and state.done:
+            return self.states[-1]  # a finished row repeated by denoise_batch: nothing new
+        if state.step != len(self.states):
+            raise TrajectoryError("steps", f"expected step {len(self.states)}, got step {state.step}")
+        if state.length > MAX_POSITIONS:
+            raise TrajectoryError(
+                "initial_tokens", f"canvas has {state.length} positions; the limit is {MAX_POSITIONS}"
+            )
+        if state.step > MAX_STEPS:
+            raise TrajectoryError("steps", f"more than {MAX_STEPS} steps")
+        rounded = replace(
+            state,
+            confidence=_round(state.confidence),
+            prob=_round(state.prob),
+            topk_probs=_round(state.topk_probs),
+            elapsed=round(float(state.elapsed), DECIMALS),
+        )
+        for ids in (state.tokens, state.proposal, state.topk_ids):
+            if ids is not None:
+                self._ids.update(int(i) for i in np.unique(ids) if i >= 0)
+        self.states.append(rounded)
+        return rounded
+
+    def extend(self, states: Iterable[StepState]) -> TrajectoryBuilder:
+        for state in states:
+            self.add(state)
+        return self
+
+    def build(self) -> Trajectory:
+        if not self.states:
+            raise TrajectoryError("steps", "no state was added")
+        model, final = self.model, self.states[-1]
+        vocab = {i: model.token_text(i) for i in sorted(self._ids)}
+        return Trajectory(
+            model=model.name,
+            model_kind=model.kind,
+            mask_id=int(model.mask_id),
+            eos_ids=tuple(int(i) for i in model.eos_ids),
+            prompt=self.prompt,
+            config=self.config.to_dict(),
+            states=list(self.states),
+            vocab=vocab,
+            final_text=model.decode(final.text_ids()),
+            answer_text=model.decode(final.answer_ids()),
+        )
+
+
+def record(model, prompt: str, config: SamplerConfig | None = None) -> Trajectory:
+    """Run ``denoise`` to the end and return the recorded ``Trajectory``."""
+    config = SamplerConfig() if config is None else config
+    return TrajectoryBuilder(model, prompt, config).extend(denoise(model, prompt, config)).build()
+
+
+# -- serialisation helpers ------------------------------------------------------------------------
+
+
+def _float_or_none(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def _step_to_dict(state: StepState, record_topk: bool) -> dict[str, Any]:
+    scored = ~np.isnan(state.prob) | ~np.isnan(state.confidence) | (state.proposal >= 0)
+    if state.topk_ids is not None:
+        scored |= state.topk_ids[:, 0] >= 0
+    window = np.flatnonzero(scored)
+    step = {
+        "block": state.block,
+        "nfe": state.nfe,
+        "elapsed": state.elapsed,
+        "committed": state.committed.tolist(),
+        "committed_ids": state.tokens[state.committed].tolist(),
+        "remasked": state.remasked.tolist(),
+        "window": window.tolist(),
+        "confidence": [_float_or_none(v) for v in state.confidence[window].tolist()],
+        "prob": [_float_or_none(v) for v in state.prob[window].tolist()],
+        "proposal": state.proposal[window].tolist(),
+    }
+    if record_topk:
+        step["topk_ids"] = state.topk_ids[window].tolist()
+        step["topk_probs"] = [[_float_or_none(v) for v in row] for row in state.topk_probs[window].tolist()]
+    return step
+
+
+def _reject_constant(name: str) -> None:
+    raise TrajectoryError("json", f"{name} is not allowed (numbers must be finite)")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise TrajectoryError("json", f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+_TOP_KEYS = {
+    "schema_version",
+    "model",
+    "prompt",
+    "config",
+    "prompt_length",
+    "initial_tokens",
+    "slots",
+    "vocab",
+    "final_text",
+    "answer_text",
+    "steps",
+}
+_STEP_KEYS = {
+    "block",
+    "nfe",
+    "elapsed",
+    "committed",
+    "committed_ids",
+    "remasked",
+    "window",
+    "confidence",
+    "prob",
+    "proposal",
+}
+_TOPK_KEYS = {"topk_ids", "topk_probs"}
+
+
+class _Reader:
+    """Strict validation of a parsed JSON document, building the ``Trajectory``."""
+
+    def __init__(self, data: Any):
+        self.data = data
+
+    # -- primitive checks --
+
+    @staticmethod
+    def object(value: Any, where: str, keys: set[str]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise TrajectoryError(where, f"must be an object, got {type(value).__name__}")
+        missing, unknown = sorted(keys - value.keys()), sorted(value.keys() - keys)
+        if missing:
+            raise TrajectoryError(f"{where}.{missing[0]}" if where else missing[0], "is missing")
+        if unknown:
+            raise TrajectoryError(f"{where}.{unknown[0]}" if where else unknown[0], "is not a known key")
+        return value
+
+    @staticmethod
+    def integer(value: Any, where: str, low: int, high: int) -> int:
+        if type(value) is not int or not low <= value <= high:
+            raise TrajectoryError(where, f"must be an integer in [{low}, {high}], got {value!r:.40}")
+        return value
+
+    @staticmethod
+    def number(value: Any, where: str, low: float, high: float, nullable: bool = False) -> float:
+        if value is None and nullable:
+            return math.nan
+        if type(value) not in (int, float) or not low <= value <= high:
+            null = " or null" if nullable else ""
+            raise TrajectoryError(where, f"must be a number in [{low:g}, {high:g}]{null}, got {value!r:.40}")
+        return float(value)
+
+    @staticmethod
+    def text(value: Any, where: str, limit: int = MAX_TEXT_CHARS) -> str:
+        if not isinstance(value, str) or len(value) > limit:
+            raise TrajectoryError(where, f"must be a string of at most {limit} characters")
+        return value
+
+    @staticmethod
+    def array(value: Any, where: str, length: int | None = None, limit: int = MAX_POSITIONS) -> list:
+        if not isinstance(value, list):
+            raise TrajectoryError(where, f"must be a list, got {type(value).__name__}")
+        if length is not None and len(value) != length:
+            raise TrajectoryError(where, f"must have {length} entries, got {len(value)}")
+        if len(value) > limit:
+            raise TrajectoryError(where, f"has {len(value)} entries; the limit is {limit}")
+        return value
+
+    def int_array(self, value: Any, where: str, low: int, high: int, length: int | None = None) -> np.ndarray:
+        items = self.array(value, where, length)
+        for index, item in enumerate(items):
+            if type(item) is not int or not low <= item <= high:
+                raise TrajectoryError(f"{where}[{index}]", f"must be an integer in [{low}, {high}], got {item!r:.40}")
+        return np.asarray(items, dtype=np.int64).reshape(len(items))
+
+    def float_array(self, value: Any, where: str, length: int, low: float, high: float) -> np.ndarray:
+        items = self.array(value, where, length)
+        return np.asarray(
+            [self.number(item, f"{where}[{i}]", low, high, nullable=True) for i, item in enumerate(items)],
+            dtype=np.float64,
+        ).reshape(len(items))
+
+    def positions(self, value: Any, where: str, length: int) -> np.ndarray:
+        result = self.int_array(value, where, 0, length - 1)
+        if result.size and not bool((np.diff(result) > 0).all()):
+            raise TrajectoryError(where, "must be sorted and without repeats")
+        return result
+
+    # -- the document --
+
+    def trajectory(self) -> Trajectory:
+        data = self.object(self.data, "", _TOP_KEYS)
+        if data["schema_version"] != SCHEMA_VERSION:
+            raise TrajectoryError(
+                "schema_version", f"must be {SCHEMA_VERSION!r}, got {str(data['schema_version'])[:60]!r}"
+            )
+        model = self.object(data["model"], "model", {"name", "kind", "mask_id", "eos_ids"})
+        name = self.text(model["name"], "model.name", 1000)
+        kind = model["kind"]
+        if kind not in ("diffusion", "autoregressive"):
+            raise TrajectoryError("model.kind", f"must be 'diffusion' or 'autoregressive', got {str(kind)[:40]!r}")
+        mask_id = self.integer(model["mask_id"], "model.mask_id", 0, MAX_TOKEN_ID)
+        eos_ids = tuple(int(i) for i in self.int_array(model["eos_ids"], "model.eos_ids", 0, MAX_TOKEN_ID))
+        prompt = self.text(data["prompt"], "prompt")
+        if not isinstance(data["config"], dict):
+            raise TrajectoryError("config", f"must be an object, got {type(data['config']).__name__}")
+        try:
+            config = SamplerConfig.from_dict(data["config"])
+        except ConfigError as error:
+            raise TrajectoryError(f"config.{error.field}", error.message) from None
+        record_topk = config.record_topk
+
+        initial = self.int_array(data["initial_tokens"], "initial_tokens", 0, MAX_TOKEN_ID)
+        length = len(initial)
+        if length == 0:
+            raise TrajectoryError("initial_tokens", "must not be empty")
+        prompt_length = self.integer(data["prompt_length"], "prompt_length", 0, length)
+        slots = self.positions(data["slots"], "slots", length)
+        if slots.size == 0:
+            raise TrajectoryError("slots", "must name at least one generation position")
+        fixed = np.ones(length, dtype=bool)
+        fixed[slots] = False
+        if not bool((~fixed[prompt_length:]).all()):
+            raise TrajectoryError("slots", "every position from prompt_length on must be a generation slot")
+        if not bool((initial[slots] == mask_id).all()):
+            raise TrajectoryError("initial_tokens", "every slot must hold model.mask_id initially")
+
+        vocab_data = self.object(data["vocab"], "vocab", {"ids", "texts"})
+        vocab_ids = self.int_array(vocab_data["ids"], "vocab.ids", 0, MAX_TOKEN_ID)
+        if vocab_ids.size > MAX_VOCAB or (vocab_ids.size and not bool((np.diff(vocab_ids) > 0).all())):
+            raise TrajectoryError("vocab.ids", f"must be sorted, without repeats, at most {MAX_VOCAB} ids")
+        texts = self.array(vocab_data["texts"], "vocab.texts", len(vocab_ids), MAX_VOCAB)
+        vocab = {
+            int(i): self.text(t, f"vocab.texts[{n}]", MAX_TOKEN_TEXT_CHARS)
+            for n, (i, t) in enumerate(zip(vocab_ids.tolist(), texts, strict=True))
+        }
+        self.known = vocab_ids
+        self.require_known(initial[fixed], "initial_tokens")
+
+        final_text = self.text(data["final_text"], "final_text")
+        answer_text = self.text(data["answer_text"], "answer_text")
+        steps = self.array(data["steps"], "steps", limit=MAX_STEPS)
+
+        eos = np.asarray(eos_ids, dtype=np.int64)
+        masked = ~fixed
+        tokens = initial
+        # Read-only arrays are shared between states where nothing changed (no commit, empty window), so
+        # memory follows the document's content rather than steps x positions.
+        nan = np.full(length, np.nan)
+        no_proposal = np.full(length, -1, dtype=np.int64)
+        no_topk_ids = np.full((length, TOPK), -1, dtype=np.int64) if record_topk else None
+        no_topk_probs = np.full((length, TOPK), np.nan) if record_topk else None
+        states = [
+            StepState(
+                step=0,
+                block=0,
+                tokens=tokens,
+                masked=masked,
+                fixed=fixed,
+                prompt_length=prompt_length,
+                committed=np.zeros(0, dtype=np.int64),
+                remasked=np.zeros(0, dtype=np.int64),
+                confidence=nan,
+                prob=nan,
+                proposal=no_proposal,
+                nfe=0,
+                elapsed=0.0,
+                answer_end=length,
+                topk_ids=no_topk_ids,
+                topk_probs=no_topk_probs,
+            )
+        ]
+        nfe, elapsed = 0, 0.0
+        for index, raw in enumerate(steps):
+            where = f"steps[{index}]"
+            step = self.object(raw, where, _STEP_KEYS | (_TOPK_KEYS if record_topk else set()))
+            block = self.integer(step["block"], f"{where}.block", 0, MAX_POSITIONS)
+            nfe = self.integer(step["nfe"], f"{where}.nfe", nfe, 2 * MAX_STEPS)
+            elapsed = self.number(step["elapsed"], f"{where}.elapsed", elapsed, 1e9)
+            committed = self.positions(step["committed"], f"{where}.committed", length)
+            committed_ids = self.int_array(
+                step["committed_ids"], f"{where}.committed_ids", 0, MAX_TOKEN_ID, length=len(committed)
+            )
+            self.require_known(committed_ids, f"{where}.committed_ids")
+            remasked = self.positions(step["remasked"], f"{where}.remasked", length)
+            if not bool(masked[committed].all()):
+                raise TrajectoryError(f"{where}.committed", "commits a position that is not a masked slot")
+            if bool(fixed[remasked].any() or masked[remasked].any()):
+                raise TrajectoryError(f"{where}.remasked", "re-masks a position that is not a committed slot")
+            window = self.positions(step["window"], f"{where}.window", length)
+            width = len(window)
+            confidences = self.float_array(step["confidence"], f"{where}.confidence", width, -1e9, 1e9)
+            probs = self.float_array(step["prob"], f"{where}.prob", width, 0.0, 1.0)
+            proposals = self.int_array(step["proposal"], f"{where}.proposal", -1, MAX_TOKEN_ID, length=width)
+            self.require_known(proposals[proposals >= 0], f"{where}.proposal")
+            confidence, prob, proposal, topk_ids, topk_probs = nan, nan, no_proposal, no_topk_ids, no_topk_probs
+            if width:
+                confidence, prob, proposal = nan.copy(), nan.copy(), no_proposal.copy()
+                confidence[window], prob[window], proposal[window] = confidences, probs, proposals
+            if record_topk:
+                rows_ids = self.array(step["topk_ids"], f"{where}.topk_ids", width)
+                rows_probs = self.array(step["topk_probs"], f"{where}.topk_probs", width)
+                if width:
+                    topk_ids, topk_probs = no_topk_ids.copy(), no_topk_probs.copy()
+                for n, position in enumerate(window.tolist()):
+                    topk_ids[position] = self.int_array(rows_ids[n], f"{where}.topk_ids[{n}]", -1, MAX_TOKEN_ID, TOPK)
+                    topk_probs[position] = self.float_array(rows_probs[n], f"{where}.topk_probs[{n}]", TOPK, 0.0, 1.0)
+                self.require_known(topk_ids[topk_ids >= 0], f"{where}.topk_ids")
+            if committed.size or remasked.size:
+                tokens, masked = tokens.copy(), masked.copy()
+                tokens[committed] = committed_ids
+                masked[committed] = False
+                tokens[remasked] = mask_id
+                masked[remasked] = True
+            states.append(
+                StepState(
+                    step=index + 1,
+                    block=block,
+                    tokens=tokens,
+                    masked=masked,
+                    fixed=fixed,
+                    prompt_length=prompt_length,
+                    committed=committed,
+                    remasked=remasked,
+                    confidence=confidence,
+                    prob=prob,
+                    proposal=proposal,
+                    nfe=nfe,
+                    elapsed=elapsed,
+                    answer_end=_answer_end(tokens, masked, prompt_length, eos),
+                    topk_ids=topk_ids,
+                    topk_probs=topk_probs,
+                )
+            )
+        return Trajectory(
+            model=name,
+            model_kind=kind,
+            mask_id=mask_id,
+            eos_ids=eos_ids,
+            prompt=prompt,
+            config=config.to_dict(),
+            states=states,
+            vocab=vocab,
+            final_text=final_text,
+            answer_text=answer_text,
+        )
+
+    def require_known(self, ids: np.ndarray, where: str) -> None:
+        missing = np.setdiff1d(np.asarray(ids, dtype=np.int64), self.known)
+        if missing.size:
+            raise TrajectoryError(where, f"token id {int(missing[0])} has no entry in vocab")
+
+
+def _answer_end(tokens: np.ndarray, masked: np.ndarray, prompt_length: int, eos: np.ndarray) -> int:
+    hits = np.flatnonzero(np.isin(tokens[prompt_length:], eos) & ~masked[prompt_length:])
+    return int(prompt_length + hits[0]) if hits.size else int(tokens.shape[0])

@@ -1,0 +1,188 @@
+"""SamplerConfig validation: every field, wrong types, cross-field and model-dependent rules."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dlm_core.models import ModelAdapter, tiny_random_model
+from dlm_core.sampler import STRATEGIES, ConfigError, PromptError, SamplerConfig, denoise, denoise_batch
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_defaults_are_valid_and_round_trip_through_dict():
+    config = SamplerConfig()
+    assert config.strategy == "low_confidence" and config.steps is None and config.remask is None
+    assert SamplerConfig.from_dict(config.to_dict()) == config
+    changed = config.replace(steps=8, temperature=1)
+    assert changed.steps == 8 and isinstance(changed.temperature, float)
+
+
+def test_numpy_numbers_are_normalised_to_python_types():
+    config = SamplerConfig(gen_length=np.int64(12), temperature=np.float32(0.5), seed=np.uint8(3))
+    assert type(config.gen_length) is int and type(config.temperature) is float and type(config.seed) is int
+    assert config.to_dict()["gen_length"] == 12
+
+
+BAD_VALUES = [
+    ("gen_length", -1, "[0, 2048]"),
+    ("gen_length", 2049, "[0, 2048]"),
+    ("gen_length", 3.0, "integer"),
+    ("gen_length", True, "integer"),
+    ("gen_length", "8", "integer"),
+    ("gen_length", None, "integer"),
+    ("steps", 0, "[1, 2048]"),
+    ("steps", 4096, "[1, 2048]"),
+    ("steps", "8", "[1, 2048]"),
+    ("steps", False, "[1, 2048]"),
+    ("steps", 2.5, "[1, 2048]"),
+    ("block_length", 0, "[1, 2048]"),
+    ("block_length", "4", "[1, 2048]"),
+    ("strategy", "greedy", "low_confidence"),
+    ("strategy", None, "one of"),
+    ("strategy", 3, "one of"),
+    ("temperature", -0.1, "[0, 10]"),
+    ("temperature", math.nan, "[0, 10]"),
+    ("temperature", math.inf, "[0, 10]"),
+    ("temperature", "hot", "[0, 10]"),
+    ("temperature", True, "[0, 10]"),
+    ("top_k", 0, "[1, 1000000]"),
+    ("top_k", 2.0, "integer"),
+    ("top_p", 0.0, "(0, 1]"),
+    ("top_p", 1.5, "(0, 1]"),
+    ("top_p", math.nan, "(0, 1]"),
+    ("seed", -1, "[0, 9223372036854775807]"),
+    ("seed", 2**63, "[0, 9223372036854775807]"),
+    ("seed", 1.0, "integer"),
+    ("threshold", 0.0, "(0, 1]"),
+    ("threshold", 1.01, "(0, 1]"),
+    ("factor", 0.0, "(0, 100]"),
+    ("factor", -1.0, "(0, 100]"),
+    ("eps", 0.0, "(0, 1)"),
+    ("eps", 1.0, "(0, 1)"),
+    ("remask", "always", "cap, rescale, confidence"),
+    ("remask", True, "cap, rescale, confidence"),
+    ("eta", -0.01, "[0, 1]"),
+    ("eta", 1.5, "[0, 1]"),
+    ("remask_t_on", 1.1, "[0, 1]"),
+    ("remask_t_off", -0.1, "[0, 1]"),
+    ("cfg_scale", -1.0, "[0, 100]"),
+    ("cfg_scale", math.inf, "[0, 100]"),
+    ("record_topk", 1, "True or False"),
+    ("record_topk", "yes", "True or False"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "allowed"), BAD_VALUES)
+def test_bad_field_raises_config_error_naming_field_and_range(field, value, allowed):
+    with pytest.raises(ConfigError) as excinfo:
+        SamplerConfig(**{field: value})
+    error = excinfo.value
+    assert isinstance(error, ValueError)
+    assert error.field == field
+    assert str(error).startswith(field) and allowed in str(error)
+    assert "got" in str(error)
+
+
+def test_from_dict_rejects_unknown_keys_and_non_dicts():
+    with pytest.raises(ConfigError) as excinfo:
+        SamplerConfig.from_dict({"steps": 4, "temprature": 1.0})
+    assert excinfo.value.field == "temprature" and "unknown setting" in str(excinfo.value)
+    with pytest.raises(ConfigError):
+        SamplerConfig.from_dict([("steps", 4)])
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"strategy": "left_to_right", "remask": "cap"}, "remask"),
+        ({"gen_length": 16, "block_length": 4, "steps": 3}, "steps"),  # 4 blocks need >= 4 steps
+        ({"strategy": "left_to_right", "gen_length": 16, "steps": 8}, "steps"),
+        ({"remask_t_on": 0.3, "remask_t_off": 0.3}, "remask_t_off"),
+    ],
+)
+def test_cross_field_rules(changes, field):
+    with pytest.raises(ConfigError) as excinfo:
+        SamplerConfig(**changes)
+    assert excinfo.value.field == field
+
+
+def test_config_is_frozen():
+    with pytest.raises(AttributeError):
+        SamplerConfig().steps = 3
+
+
+class ExplodingModel(ModelAdapter):
+    """Any forward pass fails: proves validation happens before the first one."""
+
+    def __init__(self, kind="diffusion"):
+        base = tiny_random_model()
+        self.name, self.kind, self.codec = "exploding", kind, base.codec
+        self.mask_id, self.eos_ids, self.max_length = base.mask_id, base.eos_ids, 64
+        self.vocab_size, self.device = base.vocab_size, torch.device("cpu")
+
+    def logits(self, input_ids, attention_mask=None):
+        raise AssertionError("validation must happen before any forward pass")
+
+
+@pytest.mark.parametrize(
+    ("prompt", "config", "error", "field"),
+    [
+        ("abc", SamplerConfig(gen_length=8, steps=9), ConfigError, "steps"),
+        ("abc [MASK:2]", SamplerConfig(gen_length=0, steps=3), ConfigError, "steps"),
+        ("abc", SamplerConfig(gen_length=8, block_length=2, steps=4, strategy="threshold"), None, None),
+        ("abc", SamplerConfig(gen_length=62), PromptError, "gen_length"),
+        ("abc", SamplerConfig(gen_length=0), PromptError, "gen_length"),
+        ("x" * 70, SamplerConfig(gen_length=1), PromptError, "prompt"),
+        ("   \n", SamplerConfig(gen_length=4), PromptError, "prompt"),
+        ("ab [MASK:2]", SamplerConfig(gen_length=3, strategy="left_to_right", steps=3), ConfigError, "steps"),
+    ],
+)
+def test_model_dependent_validation_happens_at_the_call(prompt, config, error, field):
+    model = ExplodingModel()
+    if error is None:
+        denoise(model, prompt, config)  # valid: returns a generator without running the model
+        return
+    with pytest.raises(error) as excinfo:
+        denoise(model, prompt, config)
+    assert excinfo.value.field == field
+    assert field in str(excinfo.value)
+
+
+def test_autoregressive_models_accept_only_left_to_right_without_guidance():
+    model = ExplodingModel(kind="autoregressive")
+    with pytest.raises(ConfigError) as excinfo:
+        denoise(model, "abc", SamplerConfig(gen_length=4, steps=4))
+    assert excinfo.value.field == "strategy" and "left_to_right" in str(excinfo.value)
+    with pytest.raises(ConfigError) as excinfo:
+        denoise(model, "abc", SamplerConfig(gen_length=4, strategy="left_to_right", cfg_scale=1.0))
+    assert excinfo.value.field == "cfg_scale"
+    denoise(model, "abc", SamplerConfig(gen_length=4, strategy="left_to_right"))
+
+
+def test_batch_validation_names_the_prompt_and_rejects_non_lists():
+    model = ExplodingModel()
+    with pytest.raises(ConfigError) as excinfo:
+        denoise_batch(model, ["abc", "abc [MASK:9]"], SamplerConfig(gen_length=4, steps=6, strategy="left_to_right"))
+    assert "prompt #0" in str(excinfo.value)
+    with pytest.raises(PromptError):
+        denoise_batch(model, "abc", SamplerConfig())
+    with pytest.raises(PromptError):
+        denoise_batch(model, [], SamplerConfig())
+    with pytest.raises(ConfigError):
+        denoise_batch(model, ["abc"], {"steps": 3})
+
+
+def test_every_strategy_is_documented_with_its_paper():
+    for name, spec in STRATEGIES.items():
+        assert len(spec.doc) > 80, name
+    assert "LLaDA" in STRATEGIES["low_confidence"].doc and "Fast-dLLM" in STRATEGIES["factor"].doc
+    assert "Dream" in STRATEGIES["entropy"].doc
