@@ -10,6 +10,11 @@ previous window), so the three numbers bound the same quantity, -log2 p(window) 
 * diffusion model: the masked-diffusion ELBO (LLaDA eq. 3 / MDLM), an upper bound on the NLL,
   Monte-Carlo over t: ``--samples`` stratified draws of t per window, fixed seed. The standard error
   of the mean over windows is reported so one can see the figure is stable to 1 %.
+
+With ``--generation`` it also samples ``--gen-length`` tokens from both models for fixed prompts and
+seeds (the app's default settings) and reports the generative perplexity of the samples under the
+AR twin, their token entropy and their share of repeated 4-grams, next to the same figures for real
+held-out text (windows of the same length); ``--samples-md`` writes the unedited samples.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .models.builtin import ASSETS_DIR, load_canvas
+from .quality import generative_perplexity, repeated_ngram_share, token_entropy
 from .train import MIN_MASK_RATE
 
 LN2 = math.log(2)
@@ -99,6 +105,65 @@ def evaluate(args) -> dict:
     return results
 
 
+SAMPLE_PROMPTS = (
+    "HAMLET:\nTo be, or not to be, that is the question:",
+    "ROMEO:\nBut, soft! what light through yonder window breaks?",
+    "MACBETH:\nTo-morrow, and to-morrow, and to-morrow,",
+    "ANTONY:\nFriends, Romans, countrymen, lend me your ears;",  # held-out play (Julius Caesar)
+    "DUKE ORSINO:\nIf music be the food of love, play on;",  # held-out play (Twelfth Night)
+)
+INFILL_PROMPT = "JULIET:\nO Romeo, Romeo! [MASK:8]\nDeny thy father and refuse thy name;"
+
+
+def generation_config(args, model_kind: str):
+    from .sampler import SamplerConfig
+
+    if model_kind == "autoregressive":
+        return SamplerConfig(gen_length=args.gen_length, strategy="left_to_right", temperature=args.temperature,
+                             top_p=args.top_p, seed=0)
+    return SamplerConfig(gen_length=args.gen_length, steps=args.gen_steps or args.gen_length,
+                         block_length=args.gen_block or None, strategy=args.gen_strategy,
+                         temperature=args.temperature, top_p=args.top_p, seed=0)
+
+
+def generation_report(args) -> tuple[dict, str]:
+    """Sample both models on fixed prompts and seeds; quality figures and the samples as markdown."""
+    from .sampler import run_to_end
+
+    ar, diffusion = load_canvas(args.ar), load_canvas(args.diffusion)
+    results: dict = {"gen_length": args.gen_length, "seeds": args.gen_seeds, "prompts": list(SAMPLE_PROMPTS)}
+    samples_md = []
+    for name, model in (("diffusion", diffusion), ("ar", ar)):
+        config = generation_config(args, model.kind)
+        results[f"{name}_settings"] = {k: v for k, v in config.to_dict().items() if k != "seed"}
+        pairs = []
+        for prompt in SAMPLE_PROMPTS:
+            for seed in range(args.gen_seeds):
+                final = run_to_end(model, prompt, config.replace(seed=seed))
+                generated = final.tokens[final.prompt_length :].tolist()
+                pairs.append((final.tokens[: final.prompt_length].tolist(), generated))
+                if seed == 0:
+                    samples_md.append(f"**{name}**, seed 0:\n\n```text\n{model.decode(final.tokens.tolist())}\n```\n")
+        results[name] = {
+            "gen_ppl_under_ar": generative_perplexity(ar, pairs),
+            "token_entropy": float(np.mean([token_entropy(g) for _, g in pairs])),
+            "repeated_4gram_share": float(np.mean([repeated_ngram_share(g) for _, g in pairs])),
+        }
+    infill = run_to_end(diffusion, INFILL_PROMPT, generation_config(args, "diffusion").replace(gen_length=0, steps=8, block_length=None))
+    samples_md.append(f"**diffusion, infilling** `{INFILL_PROMPT!r}`:\n\n```text\n{diffusion.decode(infill.tokens.tolist())}\n```\n")
+    # Real held-out text, cut into windows of the same length, as the reference point.
+    # 16 tokens of context, then gen_length tokens scored, at most 64 windows spread over the plays.
+    real = windows(np.load(Path(args.data) / "validation.npy"), 16 + args.gen_length)
+    real = real[:: max(1, len(real) // 64)][:64]
+    real_pairs = [(row[:16].tolist(), row[16:].tolist()) for row in real]
+    results["held_out_text"] = {
+        "gen_ppl_under_ar": generative_perplexity(ar, real_pairs),
+        "token_entropy": float(np.mean([token_entropy(g) for _, g in real_pairs])),
+        "repeated_4gram_share": float(np.mean([repeated_ngram_share(g) for _, g in real_pairs])),
+    }
+    return results, "\n".join(samples_md)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dlm_core.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="runs/data", help="output of `python -m dlm_core.train prepare`")
@@ -110,8 +175,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--generation", action="store_true", help="also sample both models and score the samples")
+    parser.add_argument("--gen-length", type=int, default=256)
+    parser.add_argument("--gen-steps", type=int, default=0, help="diffusion steps (0 = one per token)")
+    parser.add_argument("--gen-block", type=int, default=32, help="diffusion block length (0 = one block)")
+    parser.add_argument("--gen-strategy", default="low_confidence")
+    parser.add_argument("--gen-seeds", type=int, default=4)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--samples-md", default=None, help="write the unedited samples here (markdown)")
     args = parser.parse_args(argv)
+    torch.manual_seed(args.seed)
     results = evaluate(args)
+    if args.generation:
+        results["generation"], samples = generation_report(args)
+        if args.samples_md:
+            Path(args.samples_md).write_text(samples)
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:

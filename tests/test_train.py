@@ -24,10 +24,10 @@ def make_data(tmp_path):
     return data
 
 
-def run(data, out, objective, tokens):
+def run(data, out, objective, tokens, context=32):
     train.main([
         "train", "--objective", objective, "--data", str(data), "--out", str(out), "--tokens", str(tokens),
-        "--width", "32", "--layers", "1", "--heads", "2", "--mlp", "64", "--context", "32", "--batch-tokens", "128",
+        "--width", "32", "--layers", "1", "--heads", "2", "--mlp", "64", "--context", str(context), "--batch-tokens", "128",
         "--eval-every", "2", "--eval-batches", "1", "--warmup", "2", "--decay-steps", "10", "--threads", "1",
     ])
 
@@ -87,15 +87,20 @@ def test_ar_nll_of_a_uniform_model_is_exact():
 def test_evaluate_command_reports_all_three_bounds(tmp_path):
     data = make_data(tmp_path)
     for objective in ("diffusion", "ar"):
-        run(data, tmp_path / objective, objective, 4 * 128)
+        run(data, tmp_path / objective, objective, 4 * 128, context=96)
         train.main(["export", "--checkpoint", str(tmp_path / objective / "best.pt"), "--data", str(data),
                     "--out", str(tmp_path / f"m-{objective}")])
     out = tmp_path / "eval.json"
     evaluate.main(["--data", str(data), "--ar", str(tmp_path / "m-ar"), "--diffusion", str(tmp_path / "m-diffusion"),
-                   "--window", "32", "--samples", "4", "--json", str(out), "--threads", "1"])
+                   "--window", "32", "--samples", "4", "--json", str(out), "--threads", "1",
+                   "--generation", "--gen-length", "16", "--gen-seeds", "1", "--samples-md", str(tmp_path / "s.md")])
     import json
 
     report = json.loads(out.read_text())
     for key in ("unigram_bits_per_char", "ar_bits_per_char", "diffusion_bits_per_char", "diffusion_over_ar"):
         assert math.isfinite(report[key]) and report[key] > 0, key
     assert report["windows"] == 400 // 32
+    generation = report["generation"]
+    for source in ("diffusion", "ar", "held_out_text"):
+        assert generation[source]["token_entropy"] > 0 and generation[source]["gen_ppl_under_ar"] > 1
+    assert (tmp_path / "s.md").read_text().count("```text") == 2 * 5 + 1  # 5 prompts x 2 models + infilling
