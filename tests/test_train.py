@@ -1,5 +1,6 @@
 """Training: resumable bit-for-bit, export loads through the Auto classes, the ELBO is weighted right."""
 
+import json
 import math
 
 import numpy as np
@@ -18,9 +19,13 @@ def make_data(tmp_path):
     ids, chars = train.encode_plays(tokenizer, {"r&j": TEXT})
     np.save(data / "train.npy", ids)
     np.save(data / "validation.npy", ids[:400])
-    (data / "stats.json").write_text(
-        f'{{"validation_plays": ["r&j"], "vocab_size": {len(tokenizer)}, "validation": {{"chars": {chars * 400 // ids.size}}}}}'
-    )
+    stats = {
+        "validation_plays": ["r&j"],
+        "vocab_size": len(tokenizer),
+        "train": {"plays": 1, "tokens": int(ids.size), "chars": chars},
+        "validation": {"plays": 1, "tokens": 400, "chars": chars * 400 // ids.size},
+    }
+    (data / "stats.json").write_text(json.dumps(stats))
     return data
 
 
@@ -93,9 +98,7 @@ def test_evaluate_command_reports_all_three_bounds(tmp_path):
     out = tmp_path / "eval.json"
     evaluate.main(["--data", str(data), "--ar", str(tmp_path / "m-ar"), "--diffusion", str(tmp_path / "m-diffusion"),
                    "--window", "32", "--samples", "4", "--json", str(out), "--threads", "1",
-                   "--generation", "--gen-length", "16", "--gen-seeds", "1", "--samples-md", str(tmp_path / "s.md")])
-    import json
-
+                   "--generation", "--gen-length", "16", "--gen-seeds", "1", "--samples-md", str(tmp_path / "s.md"), "--write-cards"])
     report = json.loads(out.read_text())
     for key in ("unigram_bits_per_char", "ar_bits_per_char", "diffusion_bits_per_char", "diffusion_over_ar"):
         assert math.isfinite(report[key]) and report[key] > 0, key
@@ -104,3 +107,6 @@ def test_evaluate_command_reports_all_three_bounds(tmp_path):
     for source in ("diffusion", "ar", "held_out_text"):
         assert generation[source]["token_entropy"] > 0 and generation[source]["gen_ppl_under_ar"] > 1
     assert (tmp_path / "s.md").read_text().count("```text") == 2 * 5 + 1  # 5 prompts x 2 models + infilling
+    card = (tmp_path / "m-diffusion" / "README.md").read_text()
+    assert f"| diffusion model (ELBO upper bound, 4 draws of t per window, s.e. {report['diffusion_bits_per_char_stderr']:.3f}) | {report['diffusion_bits_per_char']:.3f} |" in card
+    assert "causal" in (tmp_path / "m-ar" / "README.md").read_text()
