@@ -53,6 +53,7 @@ FIELD_HELP = {
     "remask_t_on": "re-mask only while the block's masked fraction t <= this",
     "remask_t_off": "... and t > this",
     "cfg_scale": "classifier-free guidance scale (0 = off; costs 2 NFE per step)",
+    "cache": "Fast-dLLM KV cache for diffusion models: none, prefix, dual (approximate; refreshed per block)",
     "record_topk": "record the 5 most likely tokens per position",
 }
 
