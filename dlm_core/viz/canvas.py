@@ -1,0 +1,359 @@
+"""The token canvas as HTML: one ``<span>`` per position, styled by ``assets/style.css``.
+
+Every piece of text that comes from the model or the user goes through ``html.escape`` (content and
+attributes alike); nothing else is ever interpolated into the markup. Whitespace is kept: the canvas
+is ``white-space: pre-wrap``, a newline token shows a faint return sign followed by a real line
+break, a tab an arrow plus the tab, other control characters their Unicode control picture.
+
+Span classes (short, because the canvas streams every step):
+
+    t    every position          p    prompt token (fixed, never changed)
+    m    masked (not written)    n    written in this step (or since the previous frame)
+    r    re-masked in this step  v    was re-masked earlier and written again (revised)
+    q0..q4 confidence bin of a written token (0-20 % ... 80-100 %, ``PALETTE``)
+    e    the end-of-text token   x    after the end of text (not part of the answer)
+    s    selected for re-writing by hand     i    the position shown in the inspector
+
+Each span carries ``data-i`` (its position) and a ``title`` tooltip. ``detail=True`` adds the
+model's top candidates at that step to the tooltip of every position the step scored ("what is
+the model thinking?"); the live stream of a fast model leaves the tooltips out altogether
+(``titles=False``) to keep per-step updates small; paused, scrubbed and finished canvases have them.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from .view import MASK_GLYPH, Frame, RunView
+
+# Confidence bins (ColorBrewer YlGnBu: sequential, colour-blind safe, readable in light and dark
+# themes): background, text colour. The heatmap uses the same stops.
+PALETTE = (
+    ("#ffffcc", "#1f2937"),
+    ("#c7e9b4", "#1f2937"),
+    ("#7fcdbb", "#1f2937"),
+    ("#2c7fb8", "#ffffff"),
+    ("#253494", "#ffffff"),
+)
+BIN_LABELS = ("0–20%", "20–40%", "40–60%", "60–80%", "80–100%")
+NEWLINE_SIGN = "\u21b5"  # ↵
+TAB_SIGN = "\u2192"  # →
+EMPTY_SIGN = "\u2205"  # ∅ (a token that decodes to no text)
+EOS_LABEL = "\u25a0 end"  # ■ end (a glyph every font has)
+
+
+def confidence_bin(p: float) -> int:
+    """0..4 for a probability; -1 for NaN (unknown)."""
+    if p is None or math.isnan(p):
+        return -1
+    return min(len(PALETTE) - 1, max(0, int(p * len(PALETTE))))
+
+
+def visible(text: str) -> str:
+    """Token text as shown in a tooltip or list: whitespace made visible, quoted."""
+    shown = text.replace("\n", NEWLINE_SIGN).replace("\t", TAB_SIGN).replace(" ", "\u2423")
+    shown = "".join(_control_picture(ch) for ch in shown)
+    return f"\u201c{shown}\u201d" if shown else EMPTY_SIGN
+
+
+def _control_picture(ch: str) -> str:
+    code = ord(ch)
+    if code < 0x20:
+        return chr(0x2400 + code)
+    if code == 0x7F:
+        return "\u2421"
+    return ch
+
+
+def token_body(text: str) -> str:
+    """Escaped span content for a token: newlines and tabs visible *and* kept."""
+    if text == "":
+        return EMPTY_SIGN
+    out = []
+    for ch in text:
+        if ch == "\n":
+            out.append(f'<i class="nl">{NEWLINE_SIGN}</i>\n')
+        elif ch == "\t":
+            out.append(f"{TAB_SIGN}\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(_control_picture(ch))
+        else:
+            out.append(html.escape(ch, quote=False))
+    return "".join(out)
+
+
+def percent(p: float) -> str:
+    return "?" if p is None or math.isnan(p) else f"{100 * p:.0f}%"
+
+
+def _topk_text(view: RunView, frame: Frame, position: int) -> str:
+    if frame.topk_ids is None:
+        return ""
+    ids, probs = frame.topk_ids[position], frame.topk_probs[position]
+    items = [
+        f"{visible(view.token_text(i))} {percent(p)}"
+        for i, p in zip(ids.tolist(), probs.tolist(), strict=True)
+        if i >= 0
+    ]
+    return " · top guesses: " + ", ".join(items) if items else ""
+
+
+def span_html(
+    view: RunView,
+    frame: Frame,
+    position: int,
+    *,
+    detail: bool = False,
+    selected: bool = False,
+    inspected: bool = False,
+    titles: bool = True,
+) -> str:
+    """One position's ``<span>`` at ``frame`` (``titles=False``: no tooltip, for fast live frames)."""
+    classes = ["t"]
+    fixed = bool(frame.fixed[position])
+    masked = bool(frame.masked[position])
+    token = int(frame.tokens[position])
+    after_end = position > frame.answer_end
+    is_eos = not masked and not fixed and position == frame.answer_end and frame.answer_end < len(frame.tokens)
+    where = f"#{position}"
+    if fixed:
+        classes.append("p")
+        title = f"{where} · prompt {visible(view.token_text(token))} (given, never changed)"
+        body = token_body(view.token_text(token))
+    elif masked:
+        classes.append("m")
+        if frame.remasked[position]:
+            classes.append("r")
+            lost = frame.previous.get(position)
+            lost_text = f" (it was {visible(view.token_text(lost))})" if lost is not None else ""
+            title = f"{where} · re-masked in this step{lost_text}: the model will write it again"
+        else:
+            title = f"{where} · masked: not written yet"
+        if detail:
+            title += _topk_text(view, frame, position)
+        body = MASK_GLYPH
+    else:
+        p = float(frame.commit_prob[position])
+        level = confidence_bin(p)
+        if level >= 0:
+            classes.append(f"q{level}")
+        if frame.new[position]:
+            classes.append("n")
+        if frame.remask_count[position]:
+            classes.append("v")
+        step = int(frame.commit_step[position])
+        text = view.token_text(token)
+        title = f"{where} · {visible(text)} · written at step {step} · {percent(p)} sure"
+        if frame.remask_count[position]:
+            title += f" · revised ({frame.remask_count[position]}× re-masked before)"
+        if detail:
+            title += _topk_text(view, frame, position)
+        if is_eos:
+            classes.append("e")
+            title = f"{where} · end of text (written at step {step}, {percent(p)} sure): the answer stops here"
+            body = EOS_LABEL
+        else:
+            body = token_body(text)
+    if after_end and not is_eos:
+        classes.append("x")
+        title += " · after the end of text: not part of the answer"
+    if selected:
+        classes.append("s")
+    if inspected:
+        classes.append("i")
+    tooltip = f' title="{html.escape(title)}"' if titles else ""
+    return f'<span class="{" ".join(classes)}" data-i="{position}"{tooltip}>{body}</span>'
+
+
+def status_line(view: RunView, frame: Frame) -> str:
+    """Plain-text summary of a frame ("Step 7 of 32 · 14 of 64 tokens written · ...")."""
+    written = int((~frame.fixed & ~frame.masked).sum())
+    total = view.num_slots
+    budget = view.meta.expected_steps
+    parts = [f"Step {frame.step} of {'≤ ' if _adaptive(view) else ''}{budget}"]
+    parts.append(f"{written} of {total} tokens written")
+    if frame.step == 0:
+        parts.append("every slot starts as a mask")
+    else:
+        new = int(frame.new.sum())
+        span = "this step" if frame.since == frame.step - 1 else f"in steps {frame.since + 1}–{frame.step}"
+        parts.append(f"{new} new {span}")
+        remasked = int(frame.remasked.sum())
+        if remasked:
+            parts.append(f"{remasked} re-masked")
+    return " · ".join(parts)
+
+
+def _adaptive(view: RunView) -> bool:
+    return view.meta.config.get("strategy") in ("threshold", "factor", "origin")
+
+
+STATUS_BADGES = {
+    "running": ("live", "generating…"),
+    "paused": ("paused", "paused: press Step for the next step"),
+    "stopped": ("stopped", "stopped"),
+    "done": ("done", "finished"),
+    "replay": ("replay", "replay"),
+}
+
+
+def canvas_html(
+    view: RunView,
+    step: int | None = None,
+    *,
+    since: int | None = None,
+    detail: bool = False,
+    selected: Iterable[int] = (),
+    inspected: int | None = None,
+    status: str | None = None,
+    note: str = "",
+    frame: Frame | None = None,
+    titles: bool = True,
+) -> str:
+    """The whole canvas at ``step`` (newest by default) with a status line above the text.
+
+    ``since``: highlight everything written after that step (a coalesced live frame); ``status``:
+    one of ``STATUS_BADGES`` (default: the view's); ``note``: an extra escaped sentence; ``frame``:
+    an already computed ``view.frame(...)`` (then ``step`` and ``since`` are ignored); ``titles``:
+    False leaves the tooltips out (fast live frames: ~40 % fewer bytes; clicking still inspects).
+    """
+    if not view.states:
+        return empty_canvas_html()
+    frame = view.frame(step, since) if frame is None else frame
+    chosen = {int(i) for i in selected}
+    spans = [
+        span_html(view, frame, i, detail=detail, selected=i in chosen, inspected=i == inspected, titles=titles)
+        for i in range(view.length)
+    ]
+    status = status or view.status
+    badge, badge_text = STATUS_BADGES.get(status, ("", status))
+    if status != "running" and frame.step < view.last_step:
+        badge, badge_text = "scrub", f"showing step {frame.step} of {view.last_step}"
+    extra = f'<div class="dc-note">{html.escape(note)}</div>' if note else ""
+    return (
+        f'<div class="dc-canvas" data-step="{frame.step}" data-last="{view.last_step}" data-status="{status}">'
+        f'<div class="dc-status"><span class="dc-badge {badge}">{html.escape(badge_text)}</span> '
+        f"{html.escape(status_line(view, frame))}</div>{extra}"
+        f'<div class="dc-text">{"".join(spans)}</div></div>'
+    )
+
+
+def empty_canvas_html(message: str = "") -> str:
+    message = message or (
+        "Type a prompt (or pick an example) and press Generate. The model starts from a row of masks "
+        "and fills them in over several steps; each step appears here as it happens."
+    )
+    return f'<div class="dc-canvas dc-empty"><div class="dc-status">{html.escape(message)}</div></div>'
+
+
+def legend_html() -> str:
+    """The always-visible key to the canvas and heatmap colours."""
+    swatches = "".join(f'<span class="t q{i}">{label}</span>' for i, label in enumerate(BIN_LABELS))
+    return (
+        '<div class="dc-legend" aria-label="legend">'
+        f'<span class="dc-key">How sure the model was when it wrote a token:</span> {swatches}'
+        '<span class="dc-sep"></span>'
+        f'<span class="t m">{MASK_GLYPH}</span> masked (not written yet) '
+        '<span class="t q3 n">new</span> written this step '
+        f'<span class="t m r">{MASK_GLYPH}</span> re-masked (to be rewritten) '
+        '<span class="t q2 v">revised</span> rewritten after a re-mask '
+        '<span class="t p">prompt</span> your prompt '
+        f'<span class="t q4 e">{EOS_LABEL}</span> end of text '
+        '<span class="t q1 x">after</span> after the end (not part of the answer)'
+        "</div>"
+    )
+
+
+def inspector_html(view: RunView, step: int | None, position: int | None) -> str:
+    """ "What is the model thinking?": the top candidates at one position and step, as bars."""
+    if not view.states or position is None or not 0 <= int(position) < view.length:
+        return (
+            '<div class="dc-inspect dc-empty">Click any token or mask in the canvas to see what the model '
+            "was considering for that position at the step shown (its top guesses and their probabilities).</div>"
+        )
+    position = int(position)
+    frame = view.frame(step)
+    token = int(frame.tokens[position])
+    head = f"Position {position} at step {frame.step}: "
+    if frame.fixed[position]:
+        head += f"prompt token {visible(view.token_text(token))}, given by you (the model never changes it)."
+    elif frame.masked[position]:
+        head += "still masked."
+    else:
+        head += (
+            f"{visible(view.token_text(token))}, written at step {int(frame.commit_step[position])} "
+            f"with {percent(float(frame.commit_prob[position]))} confidence."
+        )
+    rows = []
+    source_step = frame.step
+    ids = probs = None
+    if frame.topk_ids is not None and frame.topk_ids[position, 0] >= 0:
+        ids, probs = frame.topk_ids[position], frame.topk_probs[position]
+    elif not frame.fixed[position] and not frame.masked[position] and frame.commit_step[position] > 0:
+        source_step = int(frame.commit_step[position])
+        state = view.states[source_step]
+        if state.topk_ids is not None and state.topk_ids[position, 0] >= 0:
+            ids, probs = state.topk_ids[position], state.topk_probs[position]
+    if ids is not None:
+        when = "at this step" if source_step == frame.step else f"at step {source_step}, when it was written"
+        for token_id, p in zip(ids.tolist(), probs.tolist(), strict=True):
+            if token_id < 0:
+                continue
+            width = 0 if math.isnan(p) else max(1, round(100 * p))
+            chosen = " chosen" if (not frame.masked[position] and token_id == token) else ""
+            rows.append(
+                f'<li class="dc-cand{chosen}"><code>{html.escape(visible(view.token_text(token_id)))}</code>'
+                f'<span class="dc-bar" style="width:{width}%"></span><span class="dc-p">{percent(p)}</span></li>'
+            )
+        body = f'<div class="dc-when">Top guesses {html.escape(when)}:</div><ol>{"".join(rows)}</ol>'
+    elif frame.fixed[position]:
+        body = ""
+    elif view.states[frame.step].topk_ids is None:
+        body = '<div class="dc-when">This run did not record the top candidates.</div>'
+    else:
+        body = (
+            '<div class="dc-when">The model did not look at this position in this step (it works on one '
+            "block at a time); pick a step where its block was active.</div>"
+        )
+    score = ""
+    if frame.confidence is not None and position < len(frame.confidence) and not np.isnan(frame.confidence[position]):
+        strategy = view.meta.config.get("strategy", "")
+        score = (
+            f'<div class="dc-when">Strategy score ({html.escape(str(strategy))}) for its proposal: '
+            f"{float(frame.confidence[position]):.3f}</div>"
+        )
+    return f'<div class="dc-inspect"><div class="dc-head">{html.escape(head)}</div>{body}{score}</div>'
+
+
+def _steps_text(view: RunView, s: dict) -> str:
+    if s["steps"] < view.last_step:
+        return f"{s['steps']} (showing this step of {view.last_step})"
+    return f"{s['steps']}" + ("" if s["complete"] else " (not finished)")
+
+
+def stats_html(view: RunView, step: int | None = None) -> str:
+    """Steps, NFE, tokens per forward pass, wall time and tokens/s as a small table."""
+    if not view.states:
+        return '<div class="dc-stats dc-empty">Statistics appear here once a run starts.</div>'
+    s = view.stats(step)
+    config = view.meta.config
+    rows = [
+        ("Model", f"{view.meta.model} ({view.meta.model_kind})"),
+        ("Strategy", str(config.get("strategy", ""))),
+        ("Steps", _steps_text(view, s)),
+        ("Forward passes (NFE)", str(s["nfe"])),
+        ("Tokens written", f"{s['generated']} of {s['slots']}"),
+        ("Tokens per forward pass", "–" if math.isnan(s["tokens_per_forward"]) else f"{s['tokens_per_forward']:.2f}"),
+        ("Wall time", f"{s['elapsed']:.2f} s"),
+        ("Tokens per second", "–" if math.isnan(s["tokens_per_second"]) else f"{s['tokens_per_second']:.0f}"),
+    ]
+    if s["remasked"]:
+        rows.append(("Re-masked (revisions)", str(s["remasked"])))
+    if view.meta.label:
+        rows.append(("Source", view.meta.label))
+    cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    return f'<table class="dc-stats">{cells}</table>'

@@ -1,0 +1,343 @@
+"""``RunView``: the display-side record of one run, live or replayed, and what a frame shows.
+
+A ``RunView`` holds the ``StepState`` list of a run (fed one state at a time while the model runs,
+or all at once from a ``Trajectory``), a ``token_text(id)`` function and the run's metadata. It
+keeps a few running arrays up to date as states arrive (last commit step and confidence per
+position, the heatmap matrix, the commit / re-mask markers), so rendering the newest step costs
+O(positions) and never rescans the history; an older step (scrubbing) is rebuilt by replaying the
+commit lists up to it, O(steps) small numpy operations.
+
+"Confidence" in the display layer is the model's probability of a token (``StepState.prob``): of
+its proposal while a position is masked, of the committed token afterwards. It is in [0, 1] for
+every strategy (a strategy's own score, e.g. ``entropy``'s negative entropy, is not), and for the
+default ``low_confidence`` strategy it is exactly the score that decides what gets committed. The
+strategy's score is shown separately in the inspector.
+
+Thread safety: one thread may ``add`` states while others render (the app's model worker and its
+event handler); ``lock`` guards the running arrays, and ``frame`` copies them while holding it.
+
+Duck-typed on purpose: nothing here imports torch, gradio or ``dlm_core.sampler``; states only need
+the ``StepState`` attributes and a trajectory only ``states``, ``vocab`` and its metadata fields.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MASK_GLYPH = "\u2591"
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """What the display needs to know about a run besides its states."""
+
+    model: str
+    model_kind: str
+    prompt: str
+    config: dict[str, Any]
+    mask_id: int
+    eos_ids: tuple[int, ...]
+    expected_steps: int  # the step budget: the heatmap's fixed height; adaptive strategies may use fewer
+    label: str = ""  # e.g. "replay of an uploaded file"
+
+
+@dataclass
+class Frame:
+    """Everything one canvas frame shows (step ``step``; highlights cover steps ``since + 1 .. step``)."""
+
+    step: int
+    since: int
+    tokens: np.ndarray
+    masked: np.ndarray
+    fixed: np.ndarray
+    answer_end: int
+    commit_step: np.ndarray  # last commit step <= step per position (-1: none)
+    commit_prob: np.ndarray  # float32 model probability at that commit (NaN: none)
+    remask_count: np.ndarray  # how often each position was re-masked up to this step
+    new: np.ndarray  # bool: committed in (since, step] and still committed
+    remasked: np.ndarray  # bool: re-masked in (since, step] and still masked
+    previous: dict[int, int] = field(default_factory=dict)  # re-masked position -> the token it lost
+    topk_ids: np.ndarray | None = None
+    topk_probs: np.ndarray | None = None
+    prob: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+    block: int = 0
+    nfe: int = 0
+    elapsed: float = 0.0
+
+
+class RunView:
+    """A run as the UI sees it. Append states with ``add``; read frames with ``frame``."""
+
+    def __init__(self, meta: RunMeta, token_text: Callable[[int], str], states: Sequence[Any] = ()):
+        self.meta = meta
+        self._token_text = token_text
+        self._text_cache: dict[int, str] = {}
+        self.states: list[Any] = []
+        self.status = "running"  # running | paused | stopped | done | replay
+        self.final_text: str | None = None
+        self.lock = threading.RLock()
+        for state in states:
+            self.add(state)
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def for_model(
+        cls, model: Any, prompt: str, config: Any, label: str = "", token_text: Callable[[int], str] | None = None
+    ) -> RunView:
+        """An empty view for a run about to start (``config``: a SamplerConfig or its dict;
+        ``token_text`` defaults to ``model.token_text``)."""
+        config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        meta = RunMeta(
+            model=str(model.name),
+            model_kind=str(model.kind),
+            prompt=prompt,
+            config=config_dict,
+            mask_id=int(model.mask_id),
+            eos_ids=tuple(int(i) for i in model.eos_ids),
+            expected_steps=0,  # set from the first state (needs the slot count)
+            label=label,
+        )
+        return cls(meta, token_text or model.token_text)
+
+    @classmethod
+    def from_trajectory(cls, trajectory: Any, label: str = "") -> RunView:
+        """A complete (or stopped) recorded run; token texts come from the trajectory's vocab."""
+        vocab = trajectory.vocab
+        meta = RunMeta(
+            model=trajectory.model,
+            model_kind=trajectory.model_kind,
+            prompt=trajectory.prompt,
+            config=dict(trajectory.config),
+            mask_id=int(trajectory.mask_id),
+            eos_ids=tuple(int(i) for i in trajectory.eos_ids),
+            expected_steps=0,
+            label=label,
+        )
+        view = cls(meta, lambda token_id: vocab.get(int(token_id), f"<{int(token_id)}>"), trajectory.states)
+        view.final_text = trajectory.final_text
+        view.status = "done" if trajectory.final.done else "stopped"
+        return view
+
+    # -- streaming ------------------------------------------------------------------------------
+
+    def add(self, state: Any) -> None:
+        """Append the next state (steps must arrive in order) and update the running arrays."""
+        with self.lock:
+            if state.step != len(self.states):
+                raise ValueError(f"expected step {len(self.states)}, got step {state.step}")
+            if not self.states:
+                self._start(state)
+            else:
+                self._advance(state)
+            self.states.append(state)
+
+    def _start(self, state: Any) -> None:
+        n = int(state.tokens.shape[0])
+        self.length = n
+        slots = np.flatnonzero(~state.fixed)
+        # The heatmap's columns: first to last generation slot (prompt text around an infill is not shown).
+        self.x0 = int(slots[0]) if slots.size else 0
+        self.x1 = int(slots[-1]) if slots.size else n - 1
+        self.width = self.x1 - self.x0 + 1
+        self.num_slots = int(slots.size)
+        steps = self.meta.config.get("steps")
+        budget = int(steps) if steps else self.num_slots
+        if not self.meta.expected_steps:
+            self.meta = _replace_meta(self.meta, expected_steps=max(1, budget))
+        self._commit_step, self._commit_prob, self._remask_count = self._fresh_arrays()
+        rows = max(self.meta.expected_steps, 1) + 1
+        self._heat = np.full((rows, self.width), np.nan, dtype=np.float32)
+        self._commits: list[tuple[int, int, float]] = []  # (step, position, prob)
+        self._remasks: list[tuple[int, int, int]] = []  # (step, position, lost token id)
+        self._heat[0] = np.nan
+
+    def _advance(self, state: Any) -> None:
+        step = int(state.step)
+        previous = self.states[-1]
+        committed = np.asarray(state.committed, dtype=np.int64)
+        remasked = np.asarray(state.remasked, dtype=np.int64)
+        probs = np.asarray(state.prob, dtype=np.float64)
+        for position in remasked.tolist():
+            self._remasks.append((step, position, int(previous.tokens[position])))
+        _apply(state, self._commit_step, self._commit_prob, self._remask_count)
+        for position, p in zip(committed.tolist(), probs[committed].tolist(), strict=True):
+            self._commits.append((step, position, p))
+        if step >= self._heat.shape[0]:
+            grown = np.full((max(step + 1, 2 * self._heat.shape[0]), self.width), np.nan, dtype=np.float32)
+            grown[: self._heat.shape[0]] = self._heat
+            self._heat = grown
+        self._heat[step] = probs[self.x0 : self.x1 + 1]
+
+    # -- summary --------------------------------------------------------------------------------
+
+    @property
+    def last_step(self) -> int:
+        return len(self.states) - 1
+
+    @property
+    def final(self) -> Any:
+        return self.states[-1]
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.states) and not bool(self.states[-1].masked.any())
+
+    def token_text(self, token_id: int) -> str:
+        token_id = int(token_id)
+        text = self._text_cache.get(token_id)
+        if text is None:
+            text = str(self._token_text(token_id))
+            self._text_cache[token_id] = text
+        return text
+
+    def heat(self, upto: int | None = None) -> np.ndarray:
+        """(steps + 1) x width float32 matrix of probabilities (rows 0..upto; NaN = not scored)."""
+        with self.lock:
+            last = self.last_step if upto is None else min(upto, self.last_step)
+            return self._heat[: last + 1]
+
+    def commits(self, upto: int | None = None) -> list[tuple[int, int, float]]:
+        with self.lock:
+            last = self.last_step if upto is None else upto
+            return [c for c in self._commits if c[0] <= last]
+
+    def remasks(self, upto: int | None = None) -> list[tuple[int, int, int]]:
+        with self.lock:
+            last = self.last_step if upto is None else upto
+            return [r for r in self._remasks if r[0] <= last]
+
+    def stats(self, upto: int | None = None) -> dict[str, Any]:
+        """Steps, NFE, tokens per forward, wall time, tokens per second, re-masks (at step ``upto``)."""
+        with self.lock:
+            state = self.states[self.last_step if upto is None else upto]
+            remasked = sum(1 for r in self._remasks if r[0] <= state.step)
+        generated = int((~state.fixed & ~state.masked).sum())
+        elapsed = float(state.elapsed)
+        return {
+            "steps": int(state.step),
+            "nfe": int(state.nfe),
+            "slots": self.num_slots,
+            "generated": generated,
+            "tokens_per_forward": generated / state.nfe if state.nfe else math.nan,
+            "elapsed": elapsed,
+            "tokens_per_second": generated / elapsed if elapsed > 0 else math.nan,
+            "remasked": remasked,
+            "complete": not bool(state.masked.any()),
+        }
+
+    def text_at(self, step: int | None = None, mask: str = MASK_GLYPH) -> str:
+        """The canvas up to the answer's end as plain text (masks as ``mask``)."""
+        state = self.states[self.last_step if step is None else step]
+        parts = []
+        for position in range(int(state.answer_end)):
+            parts.append(mask if state.masked[position] else self.token_text(state.tokens[position]))
+        return "".join(parts)
+
+    # -- frames ---------------------------------------------------------------------------------
+
+    def clamp(self, step: Any) -> int:
+        try:
+            value = int(step)
+        except (TypeError, ValueError):
+            value = self.last_step
+        return max(0, min(value, self.last_step))
+
+    def frame(self, step: int | None = None, since: int | None = None) -> Frame:
+        """The frame at ``step`` (default: newest). Highlights cover the steps after ``since``
+        (default ``step - 1``, i.e. this step's commits and re-masks only)."""
+        with self.lock:
+            step = self.last_step if step is None else self.clamp(step)
+            if step == self.last_step:
+                arrays = (self._commit_step.copy(), self._commit_prob.copy(), self._remask_count.copy())
+            else:
+                arrays = None
+        if arrays is None:
+            arrays = self._replay(step)
+        return self._frame(step, since, *arrays)
+
+    def iter_frames(self):
+        """Frames 0, 1, ..., last in order, updated incrementally (O(positions) per step).
+
+        The frames share running arrays: use each one before advancing the iterator."""
+        arrays = self._fresh_arrays()
+        for step in range(len(self.states)):
+            if step:
+                _apply(self.states[step], *arrays)
+            yield self._frame(step, None, *arrays)
+
+    def _frame(self, step: int, since: int | None, commit_step, commit_prob, remask_count) -> Frame:
+        since = step - 1 if since is None else max(0, min(int(since), step - 1))
+        state = self.states[step]
+        masked = np.asarray(state.masked, dtype=bool)
+        new = np.zeros(self.length, dtype=bool)
+        remasked = np.zeros(self.length, dtype=bool)
+        previous: dict[int, int] = {}
+        for k in range(since + 1, step + 1):
+            s = self.states[k]
+            if len(s.committed):
+                new[np.asarray(s.committed)] = True
+            if len(s.remasked):
+                remasked[np.asarray(s.remasked)] = True
+                for position in np.asarray(s.remasked).tolist():
+                    previous[position] = int(self.states[k - 1].tokens[position])
+        new &= ~masked
+        remasked &= masked
+        return Frame(
+            step=step,
+            since=since,
+            tokens=np.asarray(state.tokens),
+            masked=masked,
+            fixed=np.asarray(state.fixed, dtype=bool),
+            answer_end=int(state.answer_end),
+            commit_step=commit_step,
+            commit_prob=commit_prob,
+            remask_count=remask_count,
+            new=new,
+            remasked=remasked,
+            previous={p: t for p, t in previous.items() if remasked[p]},
+            topk_ids=state.topk_ids,
+            topk_probs=state.topk_probs,
+            prob=np.asarray(state.prob),
+            confidence=np.asarray(state.confidence),
+            block=int(state.block),
+            nfe=int(state.nfe),
+            elapsed=float(state.elapsed),
+        )
+
+    def _fresh_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (
+            np.full(self.length, -1, dtype=np.int32),
+            np.full(self.length, np.nan, dtype=np.float32),
+            np.zeros(self.length, dtype=np.int32),
+        )
+
+    def _replay(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        arrays = self._fresh_arrays()
+        for s in self.states[1 : step + 1]:
+            _apply(s, *arrays)
+        return arrays
+
+
+def _apply(state: Any, commit_step: np.ndarray, commit_prob: np.ndarray, remask_count: np.ndarray) -> None:
+    """Update the running per-position arrays with one step's re-masks and commits."""
+    remasked = np.asarray(state.remasked, dtype=np.int64)
+    committed = np.asarray(state.committed, dtype=np.int64)
+    remask_count[remasked] += 1
+    commit_step[remasked] = -1
+    commit_prob[remasked] = np.nan
+    commit_step[committed] = state.step
+    commit_prob[committed] = np.asarray(state.prob)[committed]
+
+
+def _replace_meta(meta: RunMeta, **changes: Any) -> RunMeta:
+    from dataclasses import replace
+
+    return replace(meta, **changes)

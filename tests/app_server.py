@@ -1,0 +1,86 @@
+"""Start ``python app.py`` in a subprocess on a free loopback port and wait until it answers.
+
+    with running_app(model="tiny-random") as url:
+        ...
+
+The app's output goes to a log file under ``test-artifacts/`` (shown in the error if it fails to
+start). The process group is terminated on exit, so no server outlives the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+START_TIMEOUT = 120.0  # seconds; importing torch + gradio on a busy 2-core machine is slow
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/gradio_api/info", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@contextlib.contextmanager
+def running_app(model: str = "tiny-random", name: str = "app", env: dict[str, str] | None = None) -> Iterator[str]:
+    """Yield the base URL of a freshly started app (``DIFFUSION_CANVAS_MODEL=model``)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = ARTIFACTS / f"{name}-server.log"
+    environment = {
+        **os.environ,
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "DIFFUSION_CANVAS_MODEL": model,
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    environment.pop("PORT", None)
+    with open(log_path, "w", encoding="utf-8") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py")],
+            cwd=ROOT,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while not _ready(url):
+                if process.poll() is not None:
+                    raise RuntimeError(f"app exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"app did not answer within {START_TIMEOUT} s:\n{log_path.read_text()[-4000:]}")
+                time.sleep(0.25)
+            yield url
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)

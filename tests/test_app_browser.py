@@ -1,0 +1,302 @@
+"""The app in a real browser: Debian's Chromium, headless, driven by Playwright (sync API).
+
+Screenshots go to ``test-artifacts/``. Chromium is required: CI installs it (scripts/test.sh); if it
+is missing the tests fail with a message saying so, they never skip.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from app_server import ARTIFACTS, running_app
+from playwright.sync_api import Page, expect, sync_playwright
+
+from dlm_core.models import registry
+from dlm_core.sampler import SamplerConfig
+from dlm_core.trajectory import record
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+HOSTILE = "<img src=x onerror=alert(1)>"
+TIMEOUT = 60_000  # ms; a busy 2-core machine
+
+
+@pytest.fixture(scope="module")
+def url():
+    with running_app(model="tiny-random", name="browser") as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"Chromium is required for the browser tests but {CHROMIUM} does not exist; "
+            "install it with `apt-get install -y chromium` (scripts/test.sh does)."
+        )
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        # One context for every page: the browser cache is shared, so gradio's large plotly chunk
+        # (4.6 MB) is fetched once per module rather than once per page.
+        context = chromium.new_context()
+        yield context
+        context.close()
+        chromium.close()
+
+
+def open_page(browser, url: str, theme: str = "light", width: int = 1280, height: int = 900):
+    page = browser.new_page()
+    page.set_viewport_size({"width": width, "height": height})
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.on(
+        "console",
+        lambda message: print(f"[browser {message.type}] {message.text}") if message.type == "error" else None,
+    )
+    page.on("pageerror", lambda error: print(f"[browser page error] {error}"))
+    page.on("requestfailed", lambda request: print(f"[browser request failed] {request.url} {request.failure}"))
+    page.goto(f"{url}/?__theme={theme}")
+    page.wait_for_selector("#dc-generate", timeout=TIMEOUT)
+    return page, dialogs
+
+
+def canvas(page: Page):
+    return page.locator("#dc-canvas .dc-canvas")
+
+
+def wait_status(page: Page, status: str) -> None:
+    page.wait_for_selector(f'#dc-canvas .dc-canvas[data-status="{status}"]', timeout=TIMEOUT)
+
+
+HEATMAP_STATE = """() => {
+  const root = document.querySelector('#dc-heatmap');
+  const div = root && root.querySelector('.js-plotly-plot');
+  return {
+    root: !!root, plotDiv: !!div, plotlyLoaded: !!window.Plotly,
+    traces: div && div.data ? div.data.map(t => t.type + ':' + (t.z && t.z.shape ? t.z.shape : '')) : null,
+    layers: root ? root.querySelectorAll('.heatmaplayer image').length : 0,
+    width: div ? div.getBoundingClientRect().width : 0,
+    text: root ? root.innerText.slice(0, 200) : '',
+  };
+}"""
+
+
+def wait_heatmap(page: Page) -> None:
+    """Wait until the heatmap is drawn; on failure say what the plot looked like."""
+    try:
+        page.wait_for_selector("#dc-heatmap .js-plotly-plot .heatmaplayer image", state="attached", timeout=TIMEOUT)
+    except Exception as error:
+        raise AssertionError(f"the heatmap was not drawn: {page.evaluate(HEATMAP_STATE)}") from error
+
+
+def final_text(page: Page) -> str:
+    return page.locator("#dc-final-text textarea").input_value()
+
+
+def direct(prompt: str, **config) -> str:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the app
+    try:
+        return record(registry.load_model("tiny-random"), prompt, SamplerConfig(**config)).final_text
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_example_generate_scrub_inspect(browser, url):
+    page, dialogs = open_page(browser, url)
+    page.get_by_text("Continue a speech: ROMEO", exact=True).click()
+    expect(page.locator("#dc-prompt textarea")).to_have_value("ROMEO:\n", timeout=TIMEOUT)
+    # Time from the click to each streamed step, measured in the page (no polling delay).
+    page.evaluate(
+        """() => { window.__seen = {}; const root = document.querySelector('#dc-canvas');
+        new MutationObserver(() => { const c = root.querySelector('.dc-canvas');
+          if (c && c.dataset.status && !(c.dataset.step in window.__seen))
+            window.__seen[c.dataset.step] = performance.now() - window.__clicked; })
+          .observe(root, {subtree: true, childList: true, attributes: true});
+        document.querySelector('#dc-generate').addEventListener('click',
+          () => { window.__clicked = performance.now(); }, {capture: true}); }"""
+    )
+    page.click("#dc-generate")
+    wait_status(page, "done")
+    seen = page.evaluate("() => window.__seen")
+    steps = sorted(int(k) for k in seen)
+    # The all-mask canvas comes first, then model steps (a 32-step run of the tiny model may finish
+    # between two frames: test_app_api checks that intermediate steps stream on a longer run).
+    assert steps[0] == 0 and len(steps) >= 2, seen
+    first_step = seen[str(steps[1])] / 1000
+    print(f"on screen after the click: step 0 at {seen['0'] / 1000:.3f} s, step {steps[1]} at {first_step:.3f} s")
+    assert first_step < 2.0  # 0.2-0.3 s measured on an idle machine; generous for busy CI
+    wait_heatmap(page)
+    expect(page.locator("#dc-final-text textarea")).not_to_have_value("", timeout=TIMEOUT)
+    assert final_text(page) == direct("ROMEO:\n", gen_length=64, steps=32, temperature=1.0, top_p=0.95)
+    last = int(canvas(page).get_attribute("data-step"))
+    assert last == 32
+    # The final figure replaced the streamed ones: one row per state (steps 0..32).
+    page.wait_for_function(
+        "() => { const d = document.querySelector('#dc-heatmap .js-plotly-plot');"
+        " return d && d.data && d.data[0].z && String(d.data[0].z.shape).replace(' ', '').startsWith('33,'); }",
+        timeout=TIMEOUT,
+    )
+    assert canvas(page).locator(".t.m").count() == 0  # finished: no masks left
+
+    # Scrub to step 1: the canvas shows masks again, the heatmap cursor follows.
+    page.locator("#dc-scrub input[type=range]").fill("1")
+    page.wait_for_selector('#dc-canvas .dc-canvas[data-step="1"]', timeout=TIMEOUT)
+    masks = canvas(page).locator(".t.m").count()
+    assert masks >= 60, masks
+    assert canvas(page).locator(".t.n").count() >= 1  # what step 1 wrote, highlighted
+    page.wait_for_function(
+        "() => { const d = document.querySelector('#dc-heatmap .js-plotly-plot');"
+        " return d && d.layout.shapes && d.layout.shapes[1].y0 === 1; }",
+        timeout=TIMEOUT,
+    )
+
+    # What is the model thinking? Click a mask: the inspector lists its top guesses at step 1.
+    canvas(page).locator(".t.m").nth(3).click()
+    expect(page.locator("#dc-inspector")).to_contain_text("Top guesses", timeout=TIMEOUT)
+    assert page.locator("#dc-inspector .dc-cand").count() == 5
+    assert "top guesses" in canvas(page).locator(".t.m").nth(5).get_attribute("title")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-light-desktop.png"), full_page=True)
+    assert not dialogs
+    page.close()
+
+
+def test_hostile_prompt_renders_as_text(browser, url):
+    page, dialogs = open_page(browser, url)
+    page.locator("#dc-prompt textarea").fill(HOSTILE + "\n")
+    page.click("#dc-generate")
+    wait_status(page, "done")
+    text = canvas(page).locator(".dc-text").inner_text()
+    assert text.startswith(HOSTILE)
+    assert page.locator("#dc-canvas img, #dc-inspector img, #dc-stats img").count() == 0
+    canvas(page).locator(".t.p").first.click()  # the inspector shows the prompt token as text too
+    expect(page.locator("#dc-inspector")).to_contain_text("prompt token", timeout=TIMEOUT)
+    assert final_text(page).startswith(HOSTILE)
+    time.sleep(0.5)
+    assert dialogs == [], dialogs
+    page.close()
+
+
+def test_pick_tokens_and_rewrite_them(browser, url):
+    page, _ = open_page(browser, url)
+    page.locator("#dc-prompt textarea").fill("HAMLET:\n")
+    page.click("#dc-generate")
+    wait_status(page, "done")
+    before = final_text(page)
+    page.locator("#dc-pick input[type=checkbox]").check()
+    page.wait_for_selector("#dc-rewrite", timeout=TIMEOUT)
+    written = canvas(page).locator(".t:not(.p):not(.m)")
+    written.nth(2).click()
+    page.wait_for_selector("#dc-canvas .t.s", timeout=TIMEOUT)
+    canvas(page).locator(".t:not(.p):not(.m)").nth(3).click()
+    page.wait_for_function("() => document.querySelectorAll('#dc-canvas .t.s').length === 2", timeout=TIMEOUT)
+    expect(page.locator("#dc-selection")).to_contain_text("2 picked", timeout=TIMEOUT)
+    page.click("#dc-rewrite")
+    expect(page.locator("#dc-prompt textarea")).to_have_value(re.compile(r"\[MASK:2\]"), timeout=TIMEOUT)
+    page.wait_for_selector('#dc-canvas .dc-canvas[data-status="done"][data-last="2"]', timeout=TIMEOUT)
+    after = final_text(page)
+    assert len(after) == len(before)  # one character per token: only the two picked ones changed
+    assert sum(a != b for a, b in zip(before, after, strict=True)) <= 2
+    assert after.startswith("HAMLET:\n")
+    page.close()
+
+
+def test_replay_upload_projector_and_phone_dark(browser, url, tmp_path):
+    trajectory = record(
+        registry.load_model("tiny-random"), "MACBETH:\n", SamplerConfig(gen_length=24, steps=12, record_topk=True)
+    )
+    path = tmp_path / "run.json"
+    path.write_text(trajectory.to_json(), encoding="utf-8")
+    page, dialogs = open_page(browser, url, theme="dark", width=390, height=844)
+    with page.expect_file_chooser() as chooser:
+        page.click("#dc-upload")
+    chooser.value.set_files(str(path))
+    wait_status(page, "replay")
+    assert final_text(page) == trajectory.final_text
+    wait_heatmap(page)
+    overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page is {overflow}px wider than a 390px phone screen"
+    assert page.evaluate(
+        "() => document.body.classList.contains('dark') || document.documentElement.classList.contains('dark') || !!document.querySelector('.dark')"
+    )
+    page.screenshot(path=str(ARTIFACTS / "browser-dark-phone.png"), full_page=True)
+
+    # Play animates the run (the slider moves), projector mode makes the text big.
+    page.click("#dc-play")
+    page.wait_for_selector('#dc-canvas .dc-canvas[data-step="3"]', timeout=TIMEOUT)
+    page.locator("#dc-projector input[type=checkbox]").check()
+    page.wait_for_function(
+        "() => document.querySelector('#dc-root').classList.contains('dc-projector')", timeout=TIMEOUT
+    )
+    size = page.evaluate("() => parseFloat(getComputedStyle(document.querySelector('#dc-canvas .dc-text')).fontSize)")
+    assert size >= 28, size
+    wait_status(page, "replay")
+    page.wait_for_selector(f'#dc-canvas .dc-canvas[data-step="{trajectory.num_steps}"]', timeout=TIMEOUT)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.evaluate("() => window.scrollTo(0, 0)")
+    time.sleep(0.5)
+    page.screenshot(path=str(ARTIFACTS / "browser-dark-projector.png"), full_page=False)
+    assert not dialogs
+    page.close()
+
+
+def test_standalone_export_plays_offline(browser, tmp_path):
+    from dlm_core.viz import RunView, standalone_html
+
+    trajectory = record(
+        registry.load_model("tiny-random"),
+        HOSTILE + "\n",
+        SamplerConfig(gen_length=20, steps=10, record_topk=True, remask="cap", eta=0.3, temperature=0.8),
+    )
+    path = tmp_path / "replay.html"
+    path.write_text(standalone_html(RunView.from_trajectory(trajectory)), encoding="utf-8")
+    page = browser.new_page()
+    page.set_viewport_size({"width": 1000, "height": 800})
+    requests: list[str] = []
+    errors: list[str] = []
+    dialogs: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def block(route):  # offline: anything but the file itself is refused (and recorded)
+        if route.request.url.startswith("file:"):
+            route.continue_()
+        else:
+            requests.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", block)
+    page.goto(path.as_uri())
+    page.wait_for_selector("#heat .heatmaplayer", timeout=TIMEOUT)
+    status = page.locator("#status")
+    expect(status).to_contain_text(f"Step {trajectory.num_steps} of", timeout=TIMEOUT)
+    assert page.locator("#canvas .t.m").count() == 0
+    page.locator("#step").fill("1")
+    expect(status).to_contain_text("Step 1 of", timeout=TIMEOUT)
+    assert page.locator("#canvas .t.m").count() > 0
+    page.locator("#canvas .t.m").first.click()
+    expect(page.locator("#inspector")).to_contain_text("Position", timeout=TIMEOUT)
+    assert page.locator("#inspector .dc-cand").count() == 5
+    page.click("#play")
+    expect(status).to_contain_text(f"Step {trajectory.num_steps} of", timeout=TIMEOUT)
+    assert page.locator("#canvas").inner_text().startswith(HOSTILE)
+    assert page.locator("#canvas img").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "export-offline.png"), full_page=True)
+    assert not requests, requests
+    assert not errors, errors
+    assert not dialogs, dialogs
+    page.close()
