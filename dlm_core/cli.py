@@ -350,6 +350,10 @@ def main(argv: list[str] | None = None) -> int:
     except TrajectoryError as error:
         print(f"error: trajectory file {args.path!r}: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # e.g. replay of a directory or of a file that cannot be read
+        name = error.filename or getattr(args, "path", None) or "a file"
+        print(f"error: cannot read {str(name)!r}: {error.strerror or error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130

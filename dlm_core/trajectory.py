@@ -420,7 +420,7 @@ class _Reader:
     @staticmethod
     def object(value: Any, where: str, keys: set[str]) -> dict[str, Any]:
         if not isinstance(value, dict):
-            raise TrajectoryError(where, f"must be an object, got {type(value).__name__}")
+            raise TrajectoryError(where or "document", f"must be an object, got {type(value).__name__}")
         missing, unknown = sorted(keys - value.keys()), sorted(value.keys() - keys)
         if missing:
             raise TrajectoryError(f"{where}.{missing[0]}" if where else missing[0], "is missing")

@@ -191,7 +191,7 @@ class SamplerConfig:
         value = getattr(self, name)
         if optional and value is None:
             return
-        ok = _is_real(value) and math.isfinite(value)
+        ok = _is_real(value) and (isinstance(value, numbers.Rational) or math.isfinite(value))  # 10**400: no overflow
         if ok:
             ok = (value > low if open_low else value >= low) and (value < high if open_high else value <= high)
         if not ok:
