@@ -33,7 +33,8 @@ from .sampler.config import REMASK_MODES
 from .sampler.strategies import STRATEGIES
 from .trajectory import Trajectory, TrajectoryBuilder, TrajectoryError
 
-DEFAULT_MODEL = "tiny-random"
+# The app's default unless DIFFUSION_CANVAS_MODEL names another (the test suite sets tiny-random).
+DEFAULT_MODEL = os.environ.get("DIFFUSION_CANVAS_MODEL", "").strip() or "canvas-diffusion"
 MASK_GLYPH = "\u2591"
 
 FIELD_HELP = {

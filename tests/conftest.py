@@ -1,6 +1,12 @@
 """Shared fixtures: the tiny random models build in milliseconds, so every test gets its own."""
 
+import os
+
 import pytest
+
+# Subprocesses started by tests (CLI, app) use the millisecond-fast untrained model unless a test says
+# otherwise; the built-in models are exercised by their own tests.
+os.environ.setdefault("DIFFUSION_CANVAS_MODEL", "tiny-random")
 
 from dlm_core.models import tiny_random_model
 
