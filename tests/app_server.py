@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -84,3 +85,38 @@ def running_app(model: str = "tiny-random", name: str = "app", env: dict[str, st
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+
+
+# -- reading the app's run outputs (shared by the API, hardening and browser tests) -----------------
+
+CANVAS, HEATMAP, SCRUB, STATS, FINAL_TEXT = 0, 1, 2, 3, 4  # outputs of a run event (app._run_outputs)
+
+
+def canvas_state(markup) -> tuple[int, str] | None:
+    """(step shown, status) of a canvas HTML update, or None if ``markup`` is not a canvas."""
+    if not isinstance(markup, str):
+        return None
+    match = re.search(r'class="dc-canvas" data-step="(\d+)" data-last="\d+" data-status="(\w+)"', markup)
+    return (int(match.group(1)), match.group(2)) if match else None
+
+
+def final_text(outputs: list) -> str:
+    texts = [out[FINAL_TEXT] for out in outputs if isinstance(out[FINAL_TEXT], str) and out[FINAL_TEXT]]
+    assert texts, "no final text arrived"
+    return texts[-1]
+
+
+def direct(prompt: str, **config) -> str:
+    """The final text of the same run done directly with the engine (tiny-random model)."""
+    import torch
+
+    from dlm_core.models import registry
+    from dlm_core.sampler import SamplerConfig
+    from dlm_core.trajectory import record
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the app runs torch with one thread: same arithmetic, same argmax
+    try:
+        return record(registry.load_model("tiny-random"), prompt, SamplerConfig(**config)).final_text
+    finally:
+        torch.set_num_threads(threads)

@@ -7,17 +7,9 @@ import threading
 import time
 
 import pytest
-import torch
-from app_server import running_app
+from app_server import CANVAS, FINAL_TEXT, HEATMAP, STATS, canvas_state, direct, final_text, running_app
 from gradio_client import Client
 from gradio_client.exceptions import AppError
-
-from dlm_core.models import registry
-from dlm_core.sampler import SamplerConfig
-from dlm_core.trajectory import record
-
-# Output order of the run endpoints (app._run_outputs).
-CANVAS, HEATMAP, SCRUB, STATS, FINAL_TEXT = 0, 1, 2, 3, 4
 
 DEFAULTS = {
     "model": "tiny-random",
@@ -56,28 +48,6 @@ def settings(**changes) -> dict:
     return {**DEFAULTS, **changes}
 
 
-def canvas_step(markup) -> tuple[int, str] | None:
-    if not isinstance(markup, str):
-        return None
-    match = re.search(r'class="dc-canvas" data-step="(\d+)" data-last="\d+" data-status="(\w+)"', markup)
-    return (int(match.group(1)), match.group(2)) if match else None
-
-
-def final_text(outputs: list) -> str:
-    texts = [out[FINAL_TEXT] for out in outputs if isinstance(out[FINAL_TEXT], str) and out[FINAL_TEXT]]
-    assert texts, "no final text arrived"
-    return texts[-1]
-
-
-def direct(prompt: str, **config) -> str:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the app runs torch with one thread: same arithmetic, same argmax
-    try:
-        return record(registry.load_model("tiny-random"), prompt, SamplerConfig(**config)).final_text
-    finally:
-        torch.set_num_threads(threads)
-
-
 def test_generate_streams_every_stage_and_matches_a_direct_run(url):
     api = client(url)
     values = settings(prompt="HAMLET:\nTo be, or [MASK:4], that is", gen_length=160, steps=160, temperature=0.7, seed=3)
@@ -88,7 +58,7 @@ def test_generate_streams_every_stage_and_matches_a_direct_run(url):
         if first_update is None:
             first_update = time.monotonic() - started
     outputs = job.outputs()
-    frames = [canvas_step(out[CANVAS]) for out in outputs]
+    frames = [canvas_state(out[CANVAS]) for out in outputs]
     frames = [f for f in frames if f is not None]
     assert frames[0] == (0, "running")  # the all-mask canvas comes first
     live = [step for step, status in frames if status == "running" and step > 0]
@@ -164,17 +134,17 @@ def test_stop_ends_the_run_within_a_step(url):
     job = api.submit(**settings(gen_length=500, steps=500), api_name="/generate")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait until the run is streaming
-        steps = [canvas_step(out[CANVAS]) for out in job.outputs()]
+        steps = [canvas_state(out[CANVAS]) for out in job.outputs()]
         if any(s and s[0] >= 3 for s in steps):
             break
         time.sleep(0.05)
     stopped = api.predict(api_name="/stop")
-    state = canvas_step(stopped[CANVAS])
+    state = canvas_state(stopped[CANVAS])
     assert state is not None and state[1] == "stopped"
     stopped_at = state[0]
     assert 0 < stopped_at < 500
     job.result(timeout=30)  # the streaming event ends
-    after = [canvas_step(out[CANVAS]) for out in job.outputs()]
+    after = [canvas_state(out[CANVAS]) for out in job.outputs()]
     assert all(s is None or s[1] != "done" for s in after)
     assert "Stopped after" in stopped[CANVAS]
     assert stopped[FINAL_TEXT].startswith("ROMEO:\n")
@@ -183,13 +153,13 @@ def test_stop_ends_the_run_within_a_step(url):
 def test_a_new_generate_supersedes_the_running_one(url):
     api = client(url)
     long_job = api.submit(**settings(gen_length=500, steps=500), api_name="/generate")
-    while not any(canvas_step(out[CANVAS]) for out in long_job.outputs()):
+    while not any(canvas_state(out[CANVAS]) for out in long_job.outputs()):
         time.sleep(0.05)
     short = settings(prompt="JULIET:\n", gen_length=20, steps=10, seed=1, temperature=0.5)
     short_job = api.submit(**short, api_name="/generate")
     short_job.result(timeout=60)
     long_job.result(timeout=60)
-    long_frames = [canvas_step(out[CANVAS]) for out in long_job.outputs()]
+    long_frames = [canvas_state(out[CANVAS]) for out in long_job.outputs()]
     assert all(f is None or f[1] != "done" for f in long_frames), "the superseded run must not finish"
     assert final_text(short_job.outputs()) == direct("JULIET:\n", gen_length=20, steps=10, seed=1, temperature=0.5)
 
@@ -227,7 +197,7 @@ def test_step_button_advances_one_step_at_a_time(url):
     seen, texts = [], []
     for _ in range(6):
         outputs = api.predict(**values, api_name="/step")
-        seen.append(canvas_step(outputs[CANVAS]))
+        seen.append(canvas_state(outputs[CANVAS]))
         texts.append(outputs[FINAL_TEXT])
     assert [s[0] for s in seen] == [0, 1, 2, 3, 4, 0]  # after the last step, Step starts a new run
     assert seen[0][1] == "paused" and seen[3][1] == "paused" and seen[4][1] == "done"
@@ -262,7 +232,7 @@ def test_downloads_and_replay_of_an_uploaded_trajectory(url, tmp_path):
     path = tmp_path / "run.json"
     path.write_bytes(data)
     replay = client(url).predict(handle_file(str(path)), api_name="/replay")
-    assert canvas_step(replay[CANVAS]) == (trajectory.num_steps, "replay")
+    assert canvas_state(replay[CANVAS]) == (trajectory.num_steps, "replay")
     assert replay[FINAL_TEXT] == trajectory.final_text
 
     broken = tmp_path / "broken.json"

@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from app_server import ARTIFACTS, running_app
+from app_server import ARTIFACTS, direct, running_app
 from playwright.sync_api import Page, expect, sync_playwright
 
 from dlm_core.models import registry
@@ -104,15 +103,6 @@ def wait_heatmap(page: Page) -> None:
 
 def final_text(page: Page) -> str:
     return page.locator("#dc-final-text textarea").input_value()
-
-
-def direct(prompt: str, **config) -> str:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in the app
-    try:
-        return record(registry.load_model("tiny-random"), prompt, SamplerConfig(**config)).final_text
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_example_generate_scrub_inspect(browser, url):

@@ -26,8 +26,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
-from app_server import ARTIFACTS, START_TIMEOUT, _ready, free_port, running_app
+from app_server import (
+    ARTIFACTS,
+    CANVAS,
+    START_TIMEOUT,
+    _ready,
+    canvas_state,
+    direct,
+    final_text,
+    free_port,
+    running_app,
+)
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
@@ -36,7 +45,6 @@ from dlm_core.sampler import SamplerConfig
 from dlm_core.trajectory import record
 
 ROOT = Path(__file__).resolve().parents[1]
-CANVAS, HEATMAP, SCRUB, STATS, FINAL_TEXT = 0, 1, 2, 3, 4
 DEFAULTS = {
     "model": "tiny-random",
     "prompt": "ROMEO:\n",
@@ -102,30 +110,6 @@ def cpu_rate(pid: int, seconds: float) -> float:
     before, started = cpu_seconds(pid), time.monotonic()
     time.sleep(seconds)
     return (cpu_seconds(pid) - before) / (time.monotonic() - started)
-
-
-def canvas_state(markup) -> tuple[int, str] | None:
-    import re
-
-    if not isinstance(markup, str):
-        return None
-    match = re.search(r'class="dc-canvas" data-step="(\d+)" data-last="\d+" data-status="(\w+)"', markup)
-    return (int(match.group(1)), match.group(2)) if match else None
-
-
-def final_text(outputs: list) -> str:
-    texts = [out[FINAL_TEXT] for out in outputs if isinstance(out[FINAL_TEXT], str) and out[FINAL_TEXT]]
-    assert texts, "no final text arrived"
-    return texts[-1]
-
-
-def direct(prompt: str, **config) -> str:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the app runs torch with one thread: same arithmetic, same argmax
-    try:
-        return record(registry.load_model("tiny-random"), prompt, SamplerConfig(**config)).final_text
-    finally:
-        torch.set_num_threads(threads)
 
 
 def assert_clear(message: str, field: str, *needles: str) -> None:
