@@ -255,6 +255,49 @@ def guarded(fn):
     return plain
 
 
+TEXT_SETTINGS = frozenset({"model", "prompt", "strategy", "remask", "cache"})  # the rest are numbers
+
+
+def takes_settings(fn):
+    """Let ``fn(session, values, request)`` take the settings as one dict while gradio sees one named
+    parameter per setting: its API names a handler's parameters after the function's signature, and
+    API clients pass the settings by those names."""
+    import functools
+    import inspect
+
+    signature = inspect.Signature(
+        [
+            inspect.Parameter("session", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Session),
+            *(
+                inspect.Parameter(
+                    name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str if name in TEXT_SETTINGS else float
+                )
+                for name in SETTINGS
+            ),
+            inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request),
+        ]
+    )
+
+    def split(args, kwargs) -> tuple[Session, dict[str, Any], gr.Request]:
+        arguments = signature.bind(*args, **kwargs).arguments
+        return arguments["session"], {name: arguments[name] for name in SETTINGS}, arguments["request"]
+
+    if inspect.isgeneratorfunction(fn):
+
+        def wrapper(*args, **kwargs):
+            yield from fn(*split(args, kwargs))
+
+    else:
+
+        def wrapper(*args, **kwargs):
+            return fn(*split(args, kwargs))
+
+    functools.update_wrapper(wrapper, fn)
+    del wrapper.__wrapped__  # inspect.signature must stop here, not at fn's three parameters
+    wrapper.__signature__ = signature
+    return wrapper
+
+
 # Inputs whose bad values are reported with the field's label and allowed range. gradio's own check
 # says only "Value 0 is less than minimum value 1." and cannot be configured; a component subclass
 # would do, but gradio writes a .pyi stub next to any module defining one, and an instance-level
@@ -1308,113 +1351,24 @@ def make_handlers(ui: UI) -> dict[str, Any]:  # noqa: C901 (one closure per even
         session.start(run)
         return run
 
-    def values_of(args: tuple) -> dict[str, Any]:
-        return dict(zip(SETTINGS, args, strict=True))
-
     @guarded
-    def generate(
-        session: Session,
-        model: str,
-        prompt: str,
-        strategy: str,
-        gen_length: float,
-        steps: float,
-        block_length: float,
-        temperature: float,
-        top_k: float,
-        top_p: float,
-        seed: float,
-        threshold: float,
-        factor: float,
-        eps: float,
-        remask: str,
-        eta: float,
-        remask_t_on: float,
-        remask_t_off: float,
-        cfg_scale: float,
-        cache: str,
-        request: gr.Request,
-    ):
+    @takes_settings
+    def generate(session: Session, values: dict[str, Any], request: gr.Request):
         """Start a new run with these settings and stream it to the end."""
         session.bind(request)
-        values = values_of(
-            (
-                model,
-                prompt,
-                strategy,
-                gen_length,
-                steps,
-                block_length,
-                temperature,
-                top_k,
-                top_p,
-                seed,
-                threshold,
-                factor,
-                eps,
-                remask,
-                eta,
-                remask_t_on,
-                remask_t_off,
-                cfg_scale,
-                cache,
-            )
-        )
         run = new_run(session, values)
         yield from _stream(ui, session, run)
 
     @guarded
-    def step(
-        session: Session,
-        model: str,
-        prompt: str,
-        strategy: str,
-        gen_length: float,
-        steps: float,
-        block_length: float,
-        temperature: float,
-        top_k: float,
-        top_p: float,
-        seed: float,
-        threshold: float,
-        factor: float,
-        eps: float,
-        remask: str,
-        eta: float,
-        remask_t_on: float,
-        remask_t_off: float,
-        cfg_scale: float,
-        cache: str,
-        request: gr.Request,
-    ):
+    @takes_settings
+    def step(session: Session, values: dict[str, Any], request: gr.Request):
         """Advance the current run by one step (pausing a live one); start a paused run if none."""
         session.bind(request)
-        args = (
-            model,
-            prompt,
-            strategy,
-            gen_length,
-            steps,
-            block_length,
-            temperature,
-            top_k,
-            top_p,
-            seed,
-            threshold,
-            factor,
-            eps,
-            remask,
-            eta,
-            remask_t_on,
-            remask_t_off,
-            cfg_scale,
-            cache,
-        )
         run = session.run
         if run is not None and run.view.status == "running":
             run.view.status = "paused"
         elif run is None or run.view.status != "paused" or session.view is not run.view:
-            run = new_run(session, values_of(args))
+            run = new_run(session, values)
             run.view.status = "paused"
             run.advance()  # the initial canvas: every slot masked
             session.shown_step = None
@@ -1542,56 +1496,14 @@ def make_handlers(ui: UI) -> dict[str, Any]:  # noqa: C901 (one closure per even
         return out
 
     @guarded
-    def rewrite(
-        session: Session,
-        model: str,
-        prompt: str,
-        strategy: str,
-        gen_length: float,
-        steps: float,
-        block_length: float,
-        temperature: float,
-        top_k: float,
-        top_p: float,
-        seed: float,
-        threshold: float,
-        factor: float,
-        eps: float,
-        remask: str,
-        eta: float,
-        remask_t_on: float,
-        remask_t_off: float,
-        cfg_scale: float,
-        cache: str,
-        request: gr.Request,
-    ):
+    @takes_settings
+    def rewrite(session: Session, values: dict[str, Any], request: gr.Request):
         """Re-mask the picked tokens and let the model re-write only those."""
         session.bind(request)
-        args = (
-            model,
-            prompt,
-            strategy,
-            gen_length,
-            steps,
-            block_length,
-            temperature,
-            top_k,
-            top_p,
-            seed,
-            threshold,
-            factor,
-            eps,
-            remask,
-            eta,
-            remask_t_on,
-            remask_t_off,
-            cfg_scale,
-            cache,
-        )
         view = session.view
         if view is None or not view.states:
             raise user_error("selection", "run the model first, then pick tokens to re-write")
-        values = values_of(args)
+        values = dict(values)
         prompt, slots = edit_prompt(view, session.selected)
         values.update(prompt=prompt, gen_length=0, block_length=0)
         steps = values.get("steps") or slots

@@ -31,24 +31,15 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from app_server import API_DEFAULTS, running_app  # noqa: E402 (tests/ is not a package)
+
 FINAL_TEXT = 4  # output index of the final text (app._run_outputs)
 PROMPTS = ("ROMEO:\n", "JULIET:\n", "HAMLET:\nTo be, or not to be", "First Citizen:\n", "KING LEAR:\n")
-SETTINGS = {
-    "strategy": "low_confidence",
-    "block_length": 0,
-    "temperature": 0.8,
-    "top_k": 0,
-    "top_p": 1.0,
-    "threshold": 0.9,
-    "factor": 1.0,
-    "eps": 0.001,
-    "remask": "off",
-    "eta": 0.05,
-    "remask_t_on": 1.0,
-    "remask_t_off": 0.0,
-    "cfg_scale": 0.0,
-    "cache": "off",
-}
+# The API's settings as the tests send them, sampled at temperature 0.8; model, prompt, seed and
+# lengths are set per request.
+PER_REQUEST = ("model", "prompt", "seed", "gen_length", "steps")
+SETTINGS = {k: v for k, v in API_DEFAULTS.items() if k not in PER_REQUEST} | {"temperature": 0.8}
 SHORT = {"gen_length": 16, "steps": 8}
 FULL = {"gen_length": 64, "steps": 32}
 
@@ -213,9 +204,6 @@ def run(
     if url is not None:
         check_loopback(url)
         return load(url, model, clients, requests, short, timeout, deadline)
-    sys.path.insert(0, str(ROOT / "tests"))
-    from app_server import running_app
-
     with running_app(model=model, name="load") as base:
         return load(base, model, clients, requests, short, timeout, deadline)
 

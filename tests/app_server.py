@@ -44,20 +44,27 @@ def _ready(url: str) -> bool:
 @contextlib.contextmanager
 def running_app(model: str = "tiny-random", name: str = "app", env: dict[str, str] | None = None) -> Iterator[str]:
     """Yield the base URL of a freshly started app (``DIFFUSION_CANVAS_MODEL=model``)."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = ARTIFACTS / f"{name}-server.log"
     environment = {
         **os.environ,
         "GRADIO_SERVER_NAME": "127.0.0.1",
-        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_SERVER_PORT": str(free_port()),
         "DIFFUSION_CANVAS_MODEL": model,
         "GRADIO_ANALYTICS_ENABLED": "False",
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
     environment.pop("PORT", None)
+    with app_process(environment, name) as (url, _pid):
+        yield url
+
+
+@contextlib.contextmanager
+def app_process(environment: dict[str, str], name: str) -> Iterator[tuple[str, int]]:
+    """Start ``python app.py`` with exactly ``environment`` (which names its GRADIO_SERVER_PORT) and yield
+    (its loopback URL, its pid) once it answers; its whole process group is ended on exit."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    url = f"http://127.0.0.1:{environment['GRADIO_SERVER_PORT']}"
+    log_path = ARTIFACTS / f"{name}-server.log"
     with open(log_path, "w", encoding="utf-8") as log:
         process = subprocess.Popen(
             [sys.executable, str(ROOT / "app.py")],
@@ -75,7 +82,7 @@ def running_app(model: str = "tiny-random", name: str = "app", env: dict[str, st
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"app did not answer within {START_TIMEOUT} s:\n{log_path.read_text()[-4000:]}")
                 time.sleep(0.25)
-            yield url
+            yield url, process.pid
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
@@ -85,6 +92,33 @@ def running_app(model: str = "tiny-random", name: str = "app", env: dict[str, st
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+
+
+# -- the app's API settings --------------------------------------------------------------------------
+
+# Every setting of /generate, /step and /rewrite with small, deterministic values (greedy, no top-p):
+# the one copy the API tests and benchmarks/load_test.py start from.
+API_DEFAULTS = {
+    "model": "tiny-random",
+    "prompt": "ROMEO:\n",
+    "strategy": "low_confidence",
+    "gen_length": 32,
+    "steps": 16,
+    "block_length": 0,
+    "temperature": 0.0,
+    "top_k": 0,
+    "top_p": 1.0,
+    "seed": 0,
+    "threshold": 0.9,
+    "factor": 1.0,
+    "eps": 0.001,
+    "remask": "off",
+    "eta": 0.05,
+    "remask_t_on": 1.0,
+    "remask_t_off": 0.0,
+    "cfg_scale": 0.0,
+    "cache": "off",
+}
 
 
 # -- reading the app's run outputs (shared by the API, hardening and browser tests) -----------------

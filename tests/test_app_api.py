@@ -7,31 +7,11 @@ import threading
 import time
 
 import pytest
-from app_server import CANVAS, FINAL_TEXT, HEATMAP, STATS, canvas_state, direct, final_text, running_app
+from app_server import API_DEFAULTS, CANVAS, FINAL_TEXT, HEATMAP, STATS, canvas_state, direct, final_text, running_app
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-DEFAULTS = {
-    "model": "tiny-random",
-    "prompt": "ROMEO:\n",
-    "strategy": "low_confidence",
-    "gen_length": 32,
-    "steps": 16,
-    "block_length": 0,
-    "temperature": 0.0,
-    "top_k": 0,
-    "top_p": 1.0,
-    "seed": 0,
-    "threshold": 0.9,
-    "factor": 1.0,
-    "eps": 0.001,
-    "remask": "off",
-    "eta": 0.05,
-    "remask_t_on": 1.0,
-    "remask_t_off": 0.0,
-    "cfg_scale": 0.0,
-    "cache": "off",
-}
+DEFAULTS = API_DEFAULTS
 
 
 @pytest.fixture(scope="module")

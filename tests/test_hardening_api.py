@@ -16,9 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,10 +24,9 @@ from pathlib import Path
 import httpx
 import pytest
 from app_server import (
-    ARTIFACTS,
+    API_DEFAULTS,
     CANVAS,
-    START_TIMEOUT,
-    _ready,
+    app_process,
     canvas_state,
     direct,
     final_text,
@@ -45,27 +41,7 @@ from dlm_core.sampler import SamplerConfig
 from dlm_core.trajectory import record
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULTS = {
-    "model": "tiny-random",
-    "prompt": "ROMEO:\n",
-    "strategy": "low_confidence",
-    "gen_length": 12,
-    "steps": 6,
-    "block_length": 0,
-    "temperature": 0.0,
-    "top_k": 0,
-    "top_p": 1.0,
-    "seed": 0,
-    "threshold": 0.9,
-    "factor": 1.0,
-    "eps": 0.001,
-    "remask": "off",
-    "eta": 0.05,
-    "remask_t_on": 1.0,
-    "remask_t_off": 0.0,
-    "cfg_scale": 0.0,
-    "cache": "off",
-}
+DEFAULTS = {**API_DEFAULTS, "gen_length": 12, "steps": 6}
 LONG = {"gen_length": 500, "steps": 500}
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
@@ -443,37 +419,11 @@ def test_closed_browser_tab_stops_its_run(url):
 @contextlib.contextmanager
 def bare_app(**env: str):
     """``python app.py`` with no GRADIO_SERVER_NAME (the default host), a free port, ``env`` on top."""
-    ARTIFACTS.mkdir(exist_ok=True)
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if k not in ("GRADIO_SERVER_NAME", "PORT")}
     environment.update(GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False", **env)
-    log_path = ARTIFACTS / "bare-app-server.log"
-    with open(log_path, "w", encoding="utf-8") as log:
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py")],
-            cwd=ROOT,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + START_TIMEOUT
-            while not _ready(url):
-                assert process.poll() is None, log_path.read_text()[-3000:]
-                assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-                time.sleep(0.25)
-            yield url, port, process.pid
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+    with app_process(environment, "bare-app") as (url, pid):
+        yield url, port, pid
 
 
 def listening_addresses(pid: int, port: int) -> set[str]:

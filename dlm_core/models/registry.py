@@ -29,7 +29,7 @@ from __future__ import annotations
 import gc
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -104,6 +104,31 @@ class ModelSpec:
         return self.family == "canvas"
 
 
+LLADA_8B_INSTRUCT = ModelSpec(
+    key="llada-8b-instruct",
+    display_name="LLaDA 8B Instruct",
+    repo_id="GSAI-ML/LLaDA-8B-Instruct",
+    family="llada",
+    revision=hub.TRUSTED_REMOTE_CODE["GSAI-ML/LLaDA-8B-Instruct"],
+    trust_remote_code=True,
+    params_b=8.02,
+    download_gb=16.0,
+    mask_id=126336,
+    eos_ids=(126081, 126348),
+    chat_template=True,
+    max_length=4096,
+    description="The 8B masked diffusion LLM trained from scratch (Nie et al., 2025), instruction-tuned.",
+)
+# The same architecture, tokenizer and special tokens; only the weights (and their pinned snapshot) differ.
+LLADA_1_5 = replace(
+    LLADA_8B_INSTRUCT,
+    key="llada-1.5",
+    display_name="LLaDA 1.5",
+    repo_id="GSAI-ML/LLaDA-1.5",
+    revision=hub.TRUSTED_REMOTE_CODE["GSAI-ML/LLaDA-1.5"],
+    description="LLaDA 8B Instruct further aligned with variance-reduced preference optimisation (VRPO).",
+)
+
 _SPECS = (
     ModelSpec(
         key="canvas-diffusion",
@@ -132,36 +157,8 @@ _SPECS = (
         params_b=0.0001,
         download_gb=0.0,
     ),
-    ModelSpec(
-        key="llada-8b-instruct",
-        display_name="LLaDA 8B Instruct",
-        repo_id="GSAI-ML/LLaDA-8B-Instruct",
-        family="llada",
-        revision=hub.TRUSTED_REMOTE_CODE["GSAI-ML/LLaDA-8B-Instruct"],
-        trust_remote_code=True,
-        params_b=8.02,
-        download_gb=16.0,
-        mask_id=126336,
-        eos_ids=(126081, 126348),
-        chat_template=True,
-        max_length=4096,
-        description="The 8B masked diffusion LLM trained from scratch (Nie et al., 2025), instruction-tuned.",
-    ),
-    ModelSpec(
-        key="llada-1.5",
-        display_name="LLaDA 1.5",
-        repo_id="GSAI-ML/LLaDA-1.5",
-        family="llada",
-        revision=hub.TRUSTED_REMOTE_CODE["GSAI-ML/LLaDA-1.5"],
-        trust_remote_code=True,
-        params_b=8.02,
-        download_gb=16.0,
-        mask_id=126336,
-        eos_ids=(126081, 126348),
-        chat_template=True,
-        max_length=4096,
-        description="LLaDA 8B Instruct further aligned with variance-reduced preference optimisation (VRPO).",
-    ),
+    LLADA_8B_INSTRUCT,
+    LLADA_1_5,
     ModelSpec(
         key="dream-7b-instruct",
         display_name="Dream 7B Instruct",
