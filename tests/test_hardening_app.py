@@ -341,9 +341,11 @@ def test_hostile_text_renders_inert_and_isolated_in_a_browser():
             text = page.locator(".dc-text")
             assert text.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "a long token must wrap"
             # The short tokens after the RTL override (position 5) keep reading order on their line.
+            # A token may wrap onto the next line, so each token's first line box is compared (its
+            # bounding box would span both lines and start at the left margin).
             boxes = page.evaluate(
                 "() => [6, 7, 8, 9, 10].map(i => document.querySelector(`[data-i='${i}']`)"
-                ".getBoundingClientRect()).map(r => [Math.round(r.top), Math.round(r.left)])"
+                ".getClientRects()[0]).map(r => [Math.round(r.top), Math.round(r.left)])"
             )
             isolated = page.evaluate("() => getComputedStyle(document.querySelector(\"[data-i='5']\")).unicodeBidi")
         finally:
