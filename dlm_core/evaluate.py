@@ -126,6 +126,26 @@ def generation_config(args, model_kind: str):
                          temperature=args.temperature, top_p=args.top_p, seed=0)
 
 
+def text_quality(scorer, pairs: list[tuple[list[int], list[int]]]) -> dict:
+    """Generative perplexity under ``scorer`` (the AR twin), mean token entropy and mean share of
+    repeated 4-grams of (prompt ids, generated ids) pairs."""
+    return {
+        "gen_ppl_under_ar": generative_perplexity(scorer, pairs),
+        "token_entropy": float(np.mean([token_entropy(g) for _, g in pairs])),
+        "repeated_4gram_share": float(np.mean([repeated_ngram_share(g) for _, g in pairs])),
+    }
+
+
+def sample_quality(model, scorer, config, seeds: int) -> tuple[dict, list]:
+    """Sample ``model`` with ``config`` for every ``SAMPLE_PROMPTS`` x seeds 0..seeds-1 (prompt-major)
+    and score the samples (``text_quality``). Returns the figures and the final states."""
+    from .sampler import run_to_end
+
+    finals = [run_to_end(model, prompt, config.replace(seed=seed)) for prompt in SAMPLE_PROMPTS for seed in range(seeds)]
+    pairs = [(f.tokens[: f.prompt_length].tolist(), f.tokens[f.prompt_length :].tolist()) for f in finals]
+    return text_quality(scorer, pairs), finals
+
+
 def generation_report(args) -> tuple[dict, str]:
     """Sample both models on fixed prompts and seeds; quality figures and the samples as markdown."""
     from .sampler import run_to_end
@@ -136,19 +156,9 @@ def generation_report(args) -> tuple[dict, str]:
     for name, model in (("diffusion", diffusion), ("ar", ar)):
         config = generation_config(args, model.kind)
         results[f"{name}_settings"] = {k: v for k, v in config.to_dict().items() if k != "seed"}
-        pairs = []
-        for prompt in SAMPLE_PROMPTS:
-            for seed in range(args.gen_seeds):
-                final = run_to_end(model, prompt, config.replace(seed=seed))
-                generated = final.tokens[final.prompt_length :].tolist()
-                pairs.append((final.tokens[: final.prompt_length].tolist(), generated))
-                if seed == 0:
-                    samples_md.append(f"**{name}**, seed 0:\n\n```text\n{model.decode(final.tokens.tolist())}\n```\n")
-        results[name] = {
-            "gen_ppl_under_ar": generative_perplexity(ar, pairs),
-            "token_entropy": float(np.mean([token_entropy(g) for _, g in pairs])),
-            "repeated_4gram_share": float(np.mean([repeated_ngram_share(g) for _, g in pairs])),
-        }
+        results[name], finals = sample_quality(model, ar, config, args.gen_seeds)
+        for final in finals[:: args.gen_seeds]:  # seed 0 of each prompt
+            samples_md.append(f"**{name}**, seed 0:\n\n```text\n{model.decode(final.tokens.tolist())}\n```\n")
     infill = run_to_end(diffusion, INFILL_PROMPT, generation_config(args, "diffusion").replace(gen_length=0, steps=8, block_length=None))
     samples_md.append(f"**diffusion, infilling** `{INFILL_PROMPT!r}`:\n\n```text\n{diffusion.decode(infill.tokens.tolist())}\n```\n")
     # Real held-out text, cut into windows of the same length, as the reference point.
@@ -156,11 +166,7 @@ def generation_report(args) -> tuple[dict, str]:
     real = windows(np.load(Path(args.data) / "validation.npy"), 16 + args.gen_length)
     real = real[:: max(1, len(real) // 64)][:64]
     real_pairs = [(row[:16].tolist(), row[16:].tolist()) for row in real]
-    results["held_out_text"] = {
-        "gen_ppl_under_ar": generative_perplexity(ar, real_pairs),
-        "token_entropy": float(np.mean([token_entropy(g) for _, g in real_pairs])),
-        "repeated_4gram_share": float(np.mean([repeated_ngram_share(g) for _, g in real_pairs])),
-    }
+    results["held_out_text"] = text_quality(ar, real_pairs)
     return results, "\n".join(samples_md)
 
 

@@ -2,8 +2,10 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from dlm_core import evaluate, train
@@ -110,3 +112,31 @@ def test_evaluate_command_reports_all_three_bounds(tmp_path):
     card = (tmp_path / "m-diffusion" / "README.md").read_text()
     assert f"| diffusion model (ELBO upper bound, 4 draws of t per window, s.e. {report['diffusion_bits_per_char_stderr']:.3f}) | {report['diffusion_bits_per_char']:.3f} |" in card
     assert "causal" in (tmp_path / "m-ar" / "README.md").read_text()
+
+
+def test_sampling_sweep_scores_each_setting_and_rejects_bad_blocks(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sampling_sweep", Path(__file__).parents[1] / "benchmarks" / "sampling_sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    data = make_data(tmp_path)
+    for objective in ("diffusion", "ar"):
+        run(data, tmp_path / objective, objective, 2 * 128, context=96)
+        train.main(["export", "--checkpoint", str(tmp_path / objective / "best.pt"), "--data", str(data),
+                    "--out", str(tmp_path / f"m-{objective}")])
+    models = ["--diffusion", str(tmp_path / "m-diffusion"), "--ar", str(tmp_path / "m-ar"), "--threads", "1"]
+    out = tmp_path / "sweep.json"
+    assert sweep.main([*models, "--gen-length", "16", "--seeds", "1", "--blocks", "16", "4",
+                       "--strategies", "low_confidence", "random", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [(r["strategy"], r["block_length"]) for r in rows] == [("low_confidence", 16), ("low_confidence", 4), ("random", 16)]
+    for row in rows:
+        assert row["gen_ppl_under_ar"] > 1 and row["token_entropy"] > 0 and 0 <= row["repeated_4gram_share"] <= 1
+    table = capsys.readouterr().out
+    assert table.count("\n| low_confidence |") == 2 and f"{rows[2]['repeated_4gram_share']:.1%}" in table
+    for bad in (["--blocks", "5"], ["--strategies", "left_to_right"], ["--seeds", "0"]):
+        with pytest.raises(SystemExit) as error:
+            sweep.main([*models, "--gen-length", "16", *bad])
+        assert error.value.code == 2
+        assert bad[0] in capsys.readouterr().err
