@@ -41,7 +41,17 @@ from gradio.components.plot import PlotData
 
 from dlm_core.models import registry
 from dlm_core.race import Lane, LaneState, race
-from dlm_core.sampler import STRATEGIES, ConfigError, PromptError, SamplerConfig, denoise, parse_prompt
+from dlm_core.sampler import (
+    STRATEGIES,
+    ConfigError,
+    EncodedPrompt,
+    PromptError,
+    SamplerConfig,
+    canvas_prompt,
+    denoise,
+    parse_prompt,
+    prompt_text,
+)
 from dlm_core.sampler.config import MAX_SEED
 from dlm_core.trajectory import Trajectory, TrajectoryBuilder, TrajectoryError
 from dlm_core.viz import (
@@ -50,6 +60,7 @@ from dlm_core.viz import (
     RunView,
     UpdatePolicy,
     canvas_html,
+    edit_canvas,
     edit_prompt,
     editable_positions,
     empty_canvas_html,
@@ -578,16 +589,16 @@ class Run:
     per-message work, and rendering never waits for the model (see ``_stream``).
     """
 
-    def __init__(self, model: Any, prompt: str, config: SamplerConfig, label: str = ""):
+    def __init__(self, model: Any, prompt: str | EncodedPrompt, config: SamplerConfig, label: str = ""):
         self.id = _next_id()
         self.created = time.monotonic()
         self.model = model
-        self.prompt = prompt
+        self.prompt = prompt_text(prompt)
         self.config = config
         with TOKENIZER_LOCK:  # encodes the prompt; raises ConfigError / PromptError before any forward pass
             self._states = denoise(model, prompt, config)
         self.builder = TrajectoryBuilder(model, prompt, config)
-        self.view = RunView.for_model(model, prompt, config, label, token_text=self._token_text)
+        self.view = RunView.for_model(model, self.prompt, config, label, token_text=self._token_text)
         self.lock = threading.Lock()
         self.cancelled = threading.Event()
         self.trajectory: Trajectory | None = None
@@ -1342,12 +1353,18 @@ def _stream(ui: UI, session: Session, run: Run, extra: dict | None = None) -> It
 
 
 def make_handlers(ui: UI) -> dict[str, Any]:  # noqa: C901 (one closure per event, all small)
-    def new_run(session: Session, values: dict[str, Any], label: str = "") -> Run:
+    def new_run(session: Session, values: dict[str, Any], label: str = "", edit: RunView | None = None) -> Run:
+        """Start a run of ``values``; with ``edit``, re-write the picked tokens of that shown run."""
         model, note = get_model(values["model"])
         config, clamp_note = build_config(**{k: values[k] for k in SETTINGS if k != "model"}, model_kind=model.kind)
         if clamp_note:
             gr.Warning(html.escape(clamp_note, quote=False))
-        run = Run(model, values["prompt"], config, label=label)
+        prompt: str | EncodedPrompt = values["prompt"]
+        if edit is not None and edit.meta.model == model.name and edit.meta.mask_id == model.mask_id:
+            # The same model wrote it: reuse its token ids (no re-tokenising, no second chat template).
+            # Another model gets the edit as text, which its own tokenizer encodes.
+            prompt = canvas_prompt(model, *edit_canvas(edit, session.selected), text=values["prompt"])
+        run = Run(model, prompt, config, label=label)
         session.start(run)
         return run
 
@@ -1508,7 +1525,7 @@ def make_handlers(ui: UI) -> dict[str, Any]:  # noqa: C901 (one closure per even
         values.update(prompt=prompt, gen_length=0, block_length=0)
         steps = values.get("steps") or slots
         values["steps"] = max(1, min(int(steps), slots))
-        run = new_run(session, values, label=f"hand edit of {slots} token(s)")
+        run = new_run(session, values, label=f"hand edit of {slots} token(s)", edit=view)
         # The edit shows up as a prompt with [MASK] placeholders; pick mode ends (chained `.then`).
         yield from _stream(ui, session, run, extra={ui.prompt: prompt})
 

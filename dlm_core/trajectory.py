@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from .sampler import ConfigError, SamplerConfig, StepState, denoise
+from .sampler import ConfigError, EncodedPrompt, SamplerConfig, StepState, denoise, prompt_text
 from .sampler.denoise import TOPK
 
 SCHEMA_VERSION = "diffusion-canvas/trajectory/1"
@@ -277,9 +277,9 @@ class TrajectoryBuilder:
     ignored. The model is used only for token texts and the final decoded text.
     """
 
-    def __init__(self, model, prompt: str, config: SamplerConfig):
+    def __init__(self, model, prompt: str | EncodedPrompt, config: SamplerConfig):
         self.model = model
-        self.prompt = prompt
+        self.prompt = prompt_text(prompt)
         self.config = config
         self.states: list[StepState] = []
         self._ids: set[int] = set()
@@ -332,7 +332,7 @@ class TrajectoryBuilder:
         )
 
 
-def record(model, prompt: str, config: SamplerConfig | None = None) -> Trajectory:
+def record(model, prompt: str | EncodedPrompt, config: SamplerConfig | None = None) -> Trajectory:
     """Run ``denoise`` to the end and return the recorded ``Trajectory``."""
     config = SamplerConfig() if config is None else config
     return TrajectoryBuilder(model, prompt, config).extend(denoise(model, prompt, config)).build()

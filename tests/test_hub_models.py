@@ -387,3 +387,29 @@ def test_sampler_end_to_end_on_llada_standin(tmp_path, remote_code_sandbox):
 def test_sampler_end_to_end_on_dream_standin(dream):
     _, adapter = dream
     _run_sampler(adapter, "Hi there")
+
+
+def test_hand_edit_reuses_token_ids_and_applies_the_chat_template_once(tmp_path):
+    """A hand edit of an instruct model's run: the kept ids stay where they were and the chat template
+    is not applied to the already-templated canvas again (as re-encoding the edit's text would)."""
+    from dlm_core.sampler import SamplerConfig, canvas_prompt
+    from dlm_core.trajectory import record
+    from dlm_core.viz import RunView, edit_canvas, edit_prompt
+
+    folder = build_modernbert(tmp_path / "chat")
+    spec = dataclasses.replace(registry.REGISTRY["modernbert-chat"], repo_id=str(folder), mask_id=None)
+    adapter = hub.load_hub_model(spec, device="cpu", available_bytes=10**12)
+    first = record(adapter, "hello world", SamplerConfig(gen_length=8, steps=8))
+    view = RunView.from_trajectory(first)
+    end = int(first.final.answer_end)
+    picked = [first.final.prompt_length, first.final.prompt_length + 1]
+    ids, slots = edit_canvas(view, picked)
+    assert ids == first.final.tokens[:end].tolist() and set(picked) <= set(slots)
+    text, count = edit_prompt(view, picked)
+    edited = record(adapter, canvas_prompt(adapter, ids, slots, text=text), SamplerConfig(gen_length=0, steps=count))
+    assert edited.final.length == end and edited.prompt == text
+    kept = [i for i in range(end) if i not in slots]
+    assert edited.final.tokens[kept].tolist() == first.final.tokens[kept].tolist()
+    assert edited.final_text.count("[Question]") == 1
+    # The text route wraps the templated canvas in the template again: what the ids route avoids.
+    assert record(adapter, text, SamplerConfig(gen_length=0, steps=count)).final_text.count("[Question]") == 2

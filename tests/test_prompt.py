@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dlm_core.models import tiny_random_model
-from dlm_core.sampler import PromptError, Segment, encode_prompt, parse_prompt
+from dlm_core.sampler import PromptError, Segment, canvas_prompt, encode_prompt, parse_prompt, prompt_text
 from dlm_core.sampler.prompt import MAX_PLACEHOLDER
 
 MODEL = tiny_random_model()
@@ -112,3 +112,42 @@ def test_fuzz_unicode_prompts_only_ever_raise_prompt_error(parts, gen_length):
     assert all(ids[i] != MODEL.mask_id for i in fixed)
     assert list(encoded.slots) == sorted(set(encoded.slots)) and len(encoded.slots) >= 1
     assert encoded.slots[-gen_length:] == tuple(range(len(ids) - gen_length, len(ids))) or gen_length == 0
+
+
+def test_canvas_prompt_keeps_ids_masks_slots_and_appends():
+    ids = MODEL.encode("ROMEO:\nhello")
+    encoded = canvas_prompt(MODEL, ids, [8, 7], text="ROMEO:\n[MASK:2]llo")
+    assert encoded.slots == (7, 8) and encoded.prompt_length == len(ids) and encoded.text == "ROMEO:\n[MASK:2]llo"
+    assert [encoded.ids[i] for i in (7, 8)] == [MODEL.mask_id] * 2
+    assert [t for i, t in enumerate(encoded.ids) if i not in (7, 8)] == [t for i, t in enumerate(ids) if i not in (7, 8)]
+    appended = encode_prompt(MODEL, encoded, 3)
+    assert appended.slots == (7, 8, len(ids), len(ids) + 1, len(ids) + 2) and appended.prompt_length == len(ids)
+    assert prompt_text(encoded) == encoded.text and prompt_text("x") == "x"
+
+
+@pytest.mark.parametrize(
+    ("ids", "slots", "field", "words"),
+    [
+        ([1, 2, 3], [], "slots", "1 to 3 distinct positions"),
+        ([1, 2, 3], [3], "slots", "in [0, 2]"),
+        ([1, 2, 3], [1, 1], "slots", "distinct"),
+        ([1, -1, 3], [0], "ids", "token ids must be integers in"),
+        ([1, "a", 3], [0], "ids", "sequences of integers"),
+        ([], [0], "ids", "1 to"),
+        ([1] * 10_000, [0], "ids", "max_length"),
+        ([1, None, 3], [0], "ids", "sequences of integers"),
+    ],
+)
+def test_canvas_prompt_rejects_bad_canvases(ids, slots, field, words):
+    with pytest.raises(PromptError) as error:
+        canvas_prompt(MODEL, ids, slots)
+    assert error.value.field == field and words in str(error.value)
+
+
+def test_canvas_prompt_rejects_a_kept_mask_and_too_long_a_generation():
+    with pytest.raises(PromptError, match="position 1 holds the mask token"):
+        canvas_prompt(MODEL, [5, MODEL.mask_id, 6], [0])
+    encoded = canvas_prompt(MODEL, [5, 6], [0])
+    with pytest.raises(PromptError) as error:
+        encode_prompt(MODEL, encoded, MODEL.max_length)
+    assert error.value.field == "gen_length"

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .config import ConfigError, SamplerConfig
-from .prompt import PromptError, encode_prompt
+from .prompt import EncodedPrompt, PromptError, encode_prompt
 
 TOPK = 5
 
@@ -43,7 +43,7 @@ def check_autoregressive(model, config: SamplerConfig, slot_counts: Sequence[int
             raise ConfigError("steps", f"steps must equal the number of generation slots ({slots}) or be None, got {config.steps}")
 
 
-def decode_autoregressive_batch(model, prompts: Sequence[str], config: SamplerConfig) -> Iterator[list]:
+def decode_autoregressive_batch(model, prompts: Sequence[str | EncodedPrompt], config: SamplerConfig) -> Iterator[list]:
     """KV-cached left-to-right decoding of several prompts in lockstep (one forward per step for all).
 
     Rows are right-padded; with causal attention, padding after a row's end is never attended by

@@ -265,7 +265,7 @@ def remask_positions(
 class _Run:
     """All state of one batched run: tensors on the model's device, rows right-padded."""
 
-    def __init__(self, model, prompts: Sequence[str], config: SamplerConfig, forward=None):
+    def __init__(self, model, prompts: Sequence[str | EncodedPrompt], config: SamplerConfig, forward=None):
         if not isinstance(config, SamplerConfig):
             raise ConfigError("config", f"config must be a SamplerConfig, got {type(config).__name__}")
         if isinstance(prompts, str) or not isinstance(prompts, Sequence) or not 1 <= len(prompts) <= MAX_BATCH:
@@ -551,7 +551,7 @@ class _Run:
 # -- public entry points -----------------------------------------------------------------------------
 
 
-def denoise_batch(model, prompts: Sequence[str], config: SamplerConfig | None = None, *, forward=None):
+def denoise_batch(model, prompts: Sequence[str | EncodedPrompt], config: SamplerConfig | None = None, *, forward=None):
     """Denoise several prompts together: one forward pass per step for all unfinished rows.
 
     Rows are right-padded to a common length and padding is hidden by an attention mask; each row
@@ -583,8 +583,9 @@ def denoise_batch(model, prompts: Sequence[str], config: SamplerConfig | None = 
     return run.states()
 
 
-def denoise(model, prompt: str, config: SamplerConfig | None = None, *, forward=None) -> Iterator[StepState]:
-    """Denoise one prompt; yields the initial state, then one ``StepState`` per model step.
+def denoise(model, prompt: str | EncodedPrompt, config: SamplerConfig | None = None, *, forward=None) -> Iterator[StepState]:
+    """Denoise one prompt (text, or a canvas of token ids from ``canvas_prompt``); yields the initial
+    state, then one ``StepState`` per model step.
 
     The last state has no masks. Validates before returning (errors are raised at the call).
     """
@@ -592,7 +593,7 @@ def denoise(model, prompt: str, config: SamplerConfig | None = None, *, forward=
     return (batch[0] for batch in states)
 
 
-def run_to_end(model, prompt: str, config: SamplerConfig | None = None) -> StepState:
+def run_to_end(model, prompt: str | EncodedPrompt, config: SamplerConfig | None = None) -> StepState:
     """The final state of ``denoise`` (convenience)."""
     final = None
     for final in denoise(model, prompt, config):  # noqa: B007 (we want the last one)

@@ -14,11 +14,16 @@ The generation slots are the placeholders (in reading order) followed by ``gen_l
 appended after the prompt; ``gen_length`` may be 0 when the prompt has placeholders. Literal text
 between placeholders is encoded piece by piece (a tokenizer never merges across a slot boundary).
 The model's chat-template hook ``prepare_prompt`` is applied to the whole text before parsing.
+
+A canvas can also be given as token ids (``canvas_prompt``): a hand edit re-masks positions of a
+canvas the model already wrote, so its kept tokens are reused as they are, never re-tokenised
+(which could shift token boundaries) nor wrapped in a chat template a second time.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 MAX_PLACEHOLDER = 2048
@@ -115,14 +120,52 @@ def parse_prompt(text: str) -> list[Segment]:
     return [segment for segment in segments if segment.masks or segment.text]
 
 
-def encode_prompt(model, text: str, gen_length: int) -> EncodedPrompt:
+def canvas_prompt(model, ids: Sequence[int], slots: Iterable[int], text: str = "") -> EncodedPrompt:
+    """A canvas given as token ids: ``slots`` (positions of ``ids``) are the generation slots and
+    become ``model.mask_id``; every other id is kept. ``text`` is how the canvas reads (for records).
+
+    Raises ``PromptError`` (field ``ids`` or ``slots``) for: ids that are not integers in
+    [0, vocab_size), a kept position holding the mask token, more than ``model.max_length``
+    positions, slots outside [0, len(ids)), repeated, or none at all.
+    """
+    vocab, max_length = int(model.vocab_size), int(model.max_length)
+    try:
+        ids = [int(i) for i in ids]
+        slot_list = sorted(int(i) for i in slots)
+    except (TypeError, ValueError) as error:
+        raise PromptError("ids", f"ids and slots must be sequences of integers ({error})") from None
+    if not 1 <= len(ids) <= max_length:
+        raise PromptError("ids", f"ids must hold 1 to {max_length} token ids (model max_length), got {len(ids)}")
+    bad = [i for i in ids if not 0 <= i < vocab]
+    if bad:
+        raise PromptError("ids", f"token ids must be integers in [0, {vocab - 1}], got {bad[0]}")
+    if not slot_list or len(set(slot_list)) != len(slot_list) or not 0 <= slot_list[0] <= slot_list[-1] < len(ids):
+        raise PromptError("slots", f"slots must be 1 to {len(ids)} distinct positions in [0, {len(ids) - 1}], got {slot_list}")
+    slot_set = set(slot_list)
+    kept_masks = [i for i, token in enumerate(ids) if token == model.mask_id and i not in slot_set]
+    if kept_masks:
+        raise PromptError("ids", f"position {kept_masks[0]} holds the mask token but is not among the slots")
+    ids = [model.mask_id if i in slot_set else token for i, token in enumerate(ids)]
+    return EncodedPrompt(text=text, ids=tuple(ids), slots=tuple(slot_list), prompt_length=len(ids))
+
+
+def prompt_text(prompt: str | EncodedPrompt) -> str:
+    """How a prompt reads: the text itself, or an encoded canvas's ``text``."""
+    return prompt.text if isinstance(prompt, EncodedPrompt) else prompt
+
+
+def encode_prompt(model, text: str | EncodedPrompt, gen_length: int) -> EncodedPrompt:
     """Parse and encode ``text`` for ``model``, append ``gen_length`` slots, check lengths.
+
+    An ``EncodedPrompt`` (from ``canvas_prompt``) is used as it is, with ``gen_length`` slots appended.
 
     Raises ``PromptError`` for: a non-string, empty or whitespace-only prompt; malformed
     placeholders; literal text that encodes to the mask token (write [MASK] instead); a tokenizer
     failure; prompt + gen_length > model.max_length (field ``prompt`` when the prompt alone is too
     long, else ``gen_length``); nothing to generate (field ``gen_length``).
     """
+    if isinstance(text, EncodedPrompt):
+        return _append_slots(model, text, gen_length)
     if not isinstance(text, str):
         raise PromptError("prompt", f"prompt must be a string, got {type(text).__name__}")
     if not text.strip():
@@ -167,3 +210,18 @@ def encode_prompt(model, text: str, gen_length: int) -> EncodedPrompt:
     slots.extend(range(prompt_length, prompt_length + gen_length))
     ids.extend([model.mask_id] * gen_length)
     return EncodedPrompt(text=text, ids=tuple(ids), slots=tuple(slots), prompt_length=prompt_length)
+
+
+def _append_slots(model, encoded: EncodedPrompt, gen_length: int) -> EncodedPrompt:
+    """``encoded`` with ``gen_length`` masked slots appended (checked against ``model.max_length``)."""
+    length, max_length = len(encoded.ids), int(model.max_length)
+    if length + gen_length > max_length:
+        raise PromptError(
+            "gen_length", f"gen_length must be an integer in [0, {max_length - length}] for this canvas, got {gen_length}"
+        )
+    return EncodedPrompt(
+        text=encoded.text,
+        ids=encoded.ids + (model.mask_id,) * gen_length,
+        slots=encoded.slots + tuple(range(length, length + gen_length)),
+        prompt_length=length,
+    )

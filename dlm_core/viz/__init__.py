@@ -14,7 +14,7 @@ from .canvas import (
     stats_html,
     visible,
 )
-from .edit import EditError, edit_prompt, editable_positions
+from .edit import EditError, edit_canvas, edit_prompt, editable_positions
 from .export import standalone_html
 from .heatmap import CURSOR_JS, decode_z, empty_heatmap_dict, heatmap_dict, heatmap_figure, to_json
 from .stream import UpdatePolicy
@@ -33,6 +33,7 @@ __all__ = [
     "canvas_html",
     "confidence_bin",
     "decode_z",
+    "edit_canvas",
     "edit_prompt",
     "editable_positions",
     "empty_canvas_html",

@@ -1,13 +1,12 @@
 """Post-editing by hand: turn tokens the user picked on the canvas back into masks.
 
-The sampler's entry point is prompt text with ``[MASK]`` placeholders, so a hand edit becomes a
-prompt: the canvas text up to the answer's end, with every picked (written) token replaced by a
-placeholder (runs of them by ``[MASK:n]``) and any literal ``[MASK`` escaped. Denoising that
-prompt with ``gen_length=0`` rewrites exactly the picked tokens and keeps everything else.
-
-Limitation: the kept text is re-tokenised, so a model whose tokenizer would merge the text
-differently sees slightly different token boundaries than the original canvas (never different
-text). An explicit "token ids + positions to re-mask" entry point in the sampler would avoid that.
+``edit_canvas`` gives the sampler the edit as token ids: the canvas up to the answer's end, with
+every picked (written) token and every still-masked slot as a generation slot. The app denoises it
+(``sampler.canvas_prompt``, ``gen_length=0``), so exactly the picked tokens are rewritten and the
+kept ones are reused as they are: never re-tokenised, never wrapped in a chat template again.
+``edit_prompt`` writes the same edit as prompt text with ``[MASK]`` placeholders (runs of them as
+``[MASK:n]``, any literal ``[MASK`` escaped): what the user sees, and what a re-run of it from the
+prompt box would denoise.
 """
 
 from __future__ import annotations
@@ -35,22 +34,35 @@ def escape_literal(text: str) -> str:
     return text.replace("[MASK", "\\[MASK")
 
 
-def edit_prompt(view: RunView, selected: Iterable[int], step: int | None = None) -> tuple[str, int]:
-    """(prompt, number of masked slots) that re-writes ``selected`` positions of the canvas at ``step``.
-
-    Positions still masked at that step stay masked; positions after the end of text are dropped.
-    Raises ``EditError`` if nothing editable is selected.
-    """
+def _edit_slots(view: RunView, selected: Iterable[int], step: int | None):
+    """(state at ``step``, answer end, positions to denoise: picked written tokens + still-masked slots)."""
     step = view.last_step if step is None else view.clamp(step)
     state = view.states[step]
-    allowed = editable_positions(view, step)
-    chosen = {int(i) for i in selected} & allowed
+    chosen = {int(i) for i in selected} & editable_positions(view, step)
     if not chosen:
         raise EditError(
             "selection: pick at least one written token of the answer to re-write (click tokens in the canvas "
             "while 'Pick tokens to re-write' is on)"
         )
     end = min(int(state.answer_end), view.length)
+    still_masked = {i for i in range(end) if bool(state.masked[i]) and not bool(state.fixed[i])}
+    return state, end, chosen | still_masked
+
+
+def edit_canvas(view: RunView, selected: Iterable[int], step: int | None = None) -> tuple[list[int], list[int]]:
+    """(token ids of the canvas at ``step`` up to the answer's end, positions to re-write): the picked
+    written tokens and the slots still masked there. Raises ``EditError`` if nothing editable is picked."""
+    state, end, slot_set = _edit_slots(view, selected, step)
+    return [int(token) for token in state.tokens[:end]], sorted(slot_set)
+
+
+def edit_prompt(view: RunView, selected: Iterable[int], step: int | None = None) -> tuple[str, int]:
+    """(prompt, number of masked slots) that re-writes ``selected`` positions of the canvas at ``step``.
+
+    Positions still masked at that step stay masked; positions after the end of text are dropped.
+    Raises ``EditError`` if nothing editable is selected.
+    """
+    state, end, slot_set = _edit_slots(view, selected, step)
     parts: list[str] = []
     literal: list[str] = []
     run = slots = 0
@@ -72,8 +84,7 @@ def edit_prompt(view: RunView, selected: Iterable[int], step: int | None = None)
             run = 0
 
     for position in range(end):
-        masked = bool(state.masked[position]) and not bool(state.fixed[position])
-        if position in chosen or masked:
+        if position in slot_set:
             flush_literal()
             run += 1
             slots += 1
