@@ -163,6 +163,7 @@ FIELD_LABELS = {
     "threshold": "Threshold",
     "factor": "Factor",
     "eps": "Eps",
+    "order_temperature": "Order randomness",
     "remask": "Re-masking",
     "eta": "Re-masking strength (eta)",
     "remask_t_on": "Re-mask from t",
@@ -492,6 +493,7 @@ def build_config(
     threshold: Any,
     factor: Any,
     eps: Any,
+    order_temperature: Any,
     remask: Any,
     eta: Any,
     remask_t_on: Any,
@@ -502,8 +504,8 @@ def build_config(
 ) -> tuple[SamplerConfig, str]:
     """(config, note) from UI values; 0 / 1.0 / "off" mean "not set" for the optional settings.
 
-    Settings whose controls are hidden for this strategy or model do not apply (re-masking for a
-    strategy that cannot re-mask, guidance and the KV cache for an autoregressive model, steps for
+    Settings whose controls are hidden for this strategy or model do not apply (order randomness
+    for a strategy that does not rank by confidence, re-masking for a strategy that cannot re-mask, guidance and the KV cache for an autoregressive model, steps for
     left-to-right); an autoregressive model always decodes left to right (with a note).
     ``steps`` outside [blocks, generation slots] is clamped with a note: the sliders are
     independent, so 32 steps for 16 tokens is an easy request to make. Everything else out of
@@ -537,6 +539,8 @@ def build_config(
             elif clamped > steps:
                 note = f"Steps: {slots} tokens in blocks of {size} make {blocks} blocks, each needs a step; using {clamped}."
             steps = clamped
+    if spec is not None and not spec.ranked:
+        order_temperature = 0.0
     remask = None if remask in (None, "", "off", "none", "None") else remask
     if spec is not None and not spec.allows_remask:
         remask = None
@@ -555,6 +559,7 @@ def build_config(
         threshold=threshold,
         factor=factor,
         eps=eps,
+        order_temperature=order_temperature,
         remask=remask,
         eta=eta,
         remask_t_on=remask_t_on,
@@ -856,6 +861,7 @@ SETTINGS = (
     "threshold",
     "factor",
     "eps",
+    "order_temperature",
     "remask",
     "eta",
     "remask_t_on",
@@ -864,6 +870,12 @@ SETTINGS = (
     "cache",
 )
 
+
+# Dream's alg_temp for the confidence-ranked strategies. Chosen by measurement
+# (benchmarks/sampling_sweep.py, README "The built-in models"): purely confident-first decoding of
+# the built-in model at temperature 1 loops on stock phrases; this much randomness in the order
+# brings repeated 4-grams down to the level of real text.
+DEFAULT_ORDER_TEMPERATURE = 0.1
 
 EXAMPLE_DEFAULTS = {
     "strategy": "low_confidence",
@@ -877,6 +889,7 @@ EXAMPLE_DEFAULTS = {
     "threshold": 0.9,
     "factor": 1.0,
     "eps": 0.001,
+    "order_temperature": DEFAULT_ORDER_TEMPERATURE,
     "remask": "off",
     "eta": 0.05,
     "remask_t_on": 1.0,
@@ -1033,7 +1046,21 @@ def build_canvas_tab(ui: UI) -> None:
                     visible=False,
                     info="Dream's final noise level (small values are standard).",
                 )
-                c["no_strategy_settings"] = gr.Markdown("This strategy has no extra settings.", visible=True)
+                c["order_temperature"] = _field(
+                    gr.Slider,
+                    "order_temperature",
+                    0,
+                    1,
+                    value=DEFAULT_ORDER_TEMPERATURE,
+                    step=0.01,
+                    label="Order randomness",
+                    visible=kind != "autoregressive",
+                    info="0 = always write the surest masks first; a little randomness (Dream's alg_temp) "
+                    "stops the model looping on its favourite phrases.",
+                )
+                c["no_strategy_settings"] = gr.Markdown(
+                    "This strategy has no extra settings.", visible=kind == "autoregressive"
+                )
             c["strategy_box"] = strategy_box
             with gr.Accordion("Revision: re-masking (ReMDM)", open=False) as remask_box:
                 c["remask"] = _field(
@@ -1614,6 +1641,7 @@ def make_handlers(ui: UI) -> dict[str, Any]:  # noqa: C901 (one closure per even
         show_threshold = strategy == "threshold"
         show_factor = strategy == "factor"
         show_eps = strategy in DREAM_STRATEGIES
+        show_order = bool(spec and spec.ranked)
         adaptive = bool(spec and not spec.exact_steps)
         steps_info = (
             "The most steps it may take: this strategy stops early once every token is written."
@@ -1625,7 +1653,8 @@ def make_handlers(ui: UI) -> dict[str, Any]:  # noqa: C901 (one closure per even
             gr.update(visible=show_threshold),
             gr.update(visible=show_factor),
             gr.update(visible=show_eps),
-            gr.update(visible=not (show_threshold or show_factor or show_eps)),
+            gr.update(visible=show_order),
+            gr.update(visible=not (show_threshold or show_factor or show_eps or show_order)),
             gr.update(visible=bool(spec and spec.allows_remask)),
             gr.update(open=show_threshold or show_factor),  # its key setting in view (e.g. after an example)
         )
@@ -1787,7 +1816,16 @@ def wire_canvas_tab(ui: UI, state: gr.State) -> None:
     ui.strategy.change(
         h["strategy_changed"],
         [ui.strategy],
-        [ui.steps, ui.threshold, ui.factor, ui.eps, ui.no_strategy_settings, ui.remask_box, ui.strategy_box],
+        [
+            ui.steps,
+            ui.threshold,
+            ui.factor,
+            ui.eps,
+            ui.order_temperature,
+            ui.no_strategy_settings,
+            ui.remask_box,
+            ui.strategy_box,
+        ],
         queue=False,
         show_progress="hidden",
         api_visibility="private",

@@ -49,6 +49,7 @@ FIELD_HELP = {
     "threshold": "Fast-dLLM confidence threshold (strategy threshold)",
     "factor": "Fast-dLLM factor f (strategy factor)",
     "eps": "Dream's final timestep (Dream strategies)",
+    "order_temperature": "Dream's alg_temp: 0 = most confident first; > 0 = sample which slots to commit",
     "remask": f"ReMDM re-masking: none, {', '.join(REMASK_MODES)}",
     "eta": "ReMDM eta: cap / scale of the re-masking probability",
     "remask_t_on": "re-mask only while the block's masked fraction t <= this",

@@ -112,6 +112,7 @@ API_DEFAULTS = {
     "threshold": 0.9,
     "factor": 1.0,
     "eps": 0.001,
+    "order_temperature": 0.0,
     "remask": "off",
     "eta": 0.05,
     "remask_t_on": 1.0,

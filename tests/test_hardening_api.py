@@ -130,6 +130,8 @@ BAD_GENERATE = [
     ({"threshold": 0}, "Threshold", "[0.05, 1]"),
     ({"factor": 11}, "Factor", "[0.1, 10]"),
     ({"eps": 0.9}, "Eps", "[0.0001, 0.5]"),
+    ({"order_temperature": 1.5}, "Order randomness", "[0, 1]"),
+    ({"order_temperature": "nan"}, "Order randomness", "a number in [0, 1]"),
     ({"eta": 2}, "Re-masking strength (eta)", "[0, 1]"),
     ({"cfg_scale": 6}, "Guidance (CFG)", "[0, 5]"),
     # wrong types, NaN, infinity

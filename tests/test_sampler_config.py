@@ -68,6 +68,8 @@ BAD_VALUES = [
     ("factor", -1.0, "(0, 100]"),
     ("eps", 0.0, "(0, 1)"),
     ("eps", 1.0, "(0, 1)"),
+    ("order_temperature", -0.1, "[0, 10]"),
+    ("order_temperature", 10.5, "[0, 10]"),
     ("remask", "always", "cap, rescale, confidence"),
     ("remask", True, "cap, rescale, confidence"),
     ("eta", -0.01, "[0, 1]"),
@@ -186,3 +188,12 @@ def test_every_strategy_is_documented_with_its_paper():
         assert len(spec.doc) > 80, name
     assert "LLaDA" in STRATEGIES["low_confidence"].doc and "Fast-dLLM" in STRATEGIES["factor"].doc
     assert "Dream" in STRATEGIES["entropy"].doc
+
+
+def test_order_temperature_only_with_strategies_that_rank_by_confidence():
+    for name in ("low_confidence", "maskgit_plus", "topk_margin", "entropy"):
+        assert SamplerConfig(strategy=name, order_temperature=0.2).order_temperature == 0.2
+    for name in ("random", "origin", "threshold", "factor", "left_to_right"):
+        with pytest.raises(ConfigError) as excinfo:
+            SamplerConfig(strategy=name, order_temperature=0.2)
+        assert excinfo.value.field == "order_temperature" and "low_confidence, maskgit_plus" in str(excinfo.value)

@@ -250,3 +250,30 @@ def test_remask_confidence_prefers_low_confidence_tokens():
         hits += remask_positions(config, candidates, transfer, committed, psi, torch.tensor([width]), generator)[0]
     assert hits[20:25].mean() > 2 * hits[25:].mean()
     assert hits[:20].sum() == 0
+
+
+@pytest.mark.parametrize(("name", "step"), [("low_confidence", 0), ("maskgit_plus", 1)])  # one commit each
+def test_order_temperature_draws_slots_with_softmax_of_confidence_over_tau(name, step):
+    """Dream's alg_temp: one commit drawn with probability softmax(confidence / tau) (Gumbel-top-k)."""
+    probabilities, tau, draws = [0.2, 0.5, 0.8], 0.3, 3000
+    config = SamplerConfig(strategy=name, order_temperature=tau)
+    counts = [0, 0, 0]
+    for seed in range(draws):
+        picked, _ = chosen(name, context(probabilities, strategy_config=config, steps=3, step=step, seed=seed))
+        assert len(picked) == 1
+        counts[picked[0]] += 1
+    expected = torch.tensor(probabilities).div(tau).softmax(0).tolist()
+    assert [c / draws for c in counts] == pytest.approx(expected, abs=0.03)
+    # Deterministic per seed, and a tiny tau is the plain most-confident-first rule.
+    again = [chosen(name, context(probabilities, strategy_config=config, steps=3, step=step, seed=s))[0] for s in (7, 7)]
+    assert again[0] == again[1]
+    sharp = SamplerConfig(strategy=name, order_temperature=1e-4)
+    assert chosen(name, context(probabilities, strategy_config=sharp, steps=3, step=step, seed=1))[0] == [2]
+
+
+def test_order_temperature_keeps_the_count_and_the_candidates():
+    config = SamplerConfig(order_temperature=0.5)
+    for seed in range(50):
+        picked, _ = chosen("low_confidence", context([0.6, 0.99, 0.7, 0.95, 0.1, 0.3], strategy_config=config, steps=3,
+                                                     candidates=[True, False, True, True, True, True], seed=seed))
+        assert len(picked) == 2 and 1 not in picked  # 5 masks, 3 steps: 2 now (LLaDA's count)

@@ -127,15 +127,16 @@ def test_sampling_sweep_scores_each_setting_and_rejects_bad_blocks(tmp_path, cap
                     "--out", str(tmp_path / f"m-{objective}")])
     models = ["--diffusion", str(tmp_path / "m-diffusion"), "--ar", str(tmp_path / "m-ar"), "--threads", "1"]
     out = tmp_path / "sweep.json"
-    assert sweep.main([*models, "--gen-length", "16", "--seeds", "1", "--blocks", "16", "4",
+    assert sweep.main([*models, "--gen-length", "16", "--seeds", "1", "--blocks", "16", "4", "--order-temperatures", "0.5",
                        "--strategies", "low_confidence", "random", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
-    assert [(r["strategy"], r["block_length"]) for r in rows] == [("low_confidence", 16), ("low_confidence", 4), ("random", 16)]
+    assert [(r["strategy"], r["block_length"], r["order_temperature"]) for r in rows] == [
+        ("low_confidence", 16, 0.0), ("low_confidence", 4, 0.0), ("low_confidence", 16, 0.5), ("random", 16, 0.0)]
     for row in rows:
         assert row["gen_ppl_under_ar"] > 1 and row["token_entropy"] > 0 and 0 <= row["repeated_4gram_share"] <= 1
     table = capsys.readouterr().out
-    assert table.count("\n| low_confidence |") == 2 and f"{rows[2]['repeated_4gram_share']:.1%}" in table
-    for bad in (["--blocks", "5"], ["--strategies", "left_to_right"], ["--seeds", "0"]):
+    assert table.count("\n| low_confidence |") == 3 and f"{rows[3]['repeated_4gram_share']:.1%}" in table
+    for bad in (["--blocks", "5"], ["--strategies", "left_to_right"], ["--seeds", "0"], ["--order-temperatures", "-1"]):
         with pytest.raises(SystemExit) as error:
             sweep.main([*models, "--gen-length", "16", *bad])
         assert error.value.code == 2

@@ -71,6 +71,10 @@ class SamplerConfig:
         threshold: Fast-dLLM confidence threshold in (0, 1] (strategy ``threshold``).
         factor: Fast-dLLM factor f in (0, 100] (strategy ``factor``).
         eps: Dream's final timestep in (0, 1) for ``maskgit_plus``/``topk_margin``/``entropy``/``origin``.
+        order_temperature: Dream's ``alg_temp`` in [0, 10] for the strategies that rank slots by
+            confidence (``low_confidence``, ``maskgit_plus``, ``topk_margin``, ``entropy``): 0 commits
+            the most confident; > 0 draws the slots to commit with probability proportional to
+            exp(confidence / order_temperature) (``strategies.rank_select``). Must be 0 for others.
     Sampling
         temperature: 0 = greedy (argmax); > 0 = Gumbel-max sampling at that temperature, in [0, 10].
         top_k: keep the k most likely tokens (None = off). top_p: nucleus mass in (0, 1] (None = off).
@@ -100,6 +104,7 @@ class SamplerConfig:
     threshold: float = 0.9
     factor: float = 1.0
     eps: float = 1e-3
+    order_temperature: float = 0.0
     remask: str | None = None
     eta: float = 0.05
     remask_t_on: float = 1.0
@@ -128,6 +133,7 @@ class SamplerConfig:
         self._check_float("threshold", 0.0, 1.0, open_low=True)
         self._check_float("factor", 0.0, MAX_FACTOR, open_low=True)
         self._check_float("eps", 0.0, 1.0, open_low=True, open_high=True)
+        self._check_float("order_temperature", 0.0, MAX_TEMPERATURE)
         if self.remask is not None and (not isinstance(self.remask, str) or self.remask not in REMASK_MODES):
             raise ConfigError(
                 "remask", f"remask must be None or one of {', '.join(REMASK_MODES)}, got {_describe(self.remask)}"
@@ -150,6 +156,13 @@ class SamplerConfig:
                 f"remask_t_off must be < remask_t_on ({self.remask_t_on}), got {self.remask_t_off}",
             )
         spec = STRATEGIES[self.strategy]
+        if self.order_temperature > 0 and not spec.ranked:
+            ranked = ", ".join(name for name, other in STRATEGIES.items() if other.ranked)
+            raise ConfigError(
+                "order_temperature",
+                f"order_temperature must be 0 with strategy {self.strategy} (it applies to {ranked}), "
+                f"got {self.order_temperature}",
+            )
         if self.remask is not None and not spec.allows_remask:
             raise ConfigError(
                 "remask", f"remask must be None with strategy {self.strategy} (it commits in a fixed order)"

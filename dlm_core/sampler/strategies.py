@@ -90,6 +90,8 @@ class StrategySpec:
     one_per_step: commits exactly one slot per step (``steps`` must equal the number of slots).
     allows_remask: may be combined with ReMDM re-masking.
     autoregressive_ok: valid for ``model.kind == "autoregressive"`` (needs left context only).
+    ranked: commits a number of slots ranked by confidence (``rank_select``), so
+        ``config.order_temperature`` applies.
     """
 
     name: str
@@ -98,6 +100,7 @@ class StrategySpec:
     one_per_step: bool = False
     allows_remask: bool = True
     autoregressive_ok: bool = False
+    ranked: bool = False
 
     @property
     def doc(self) -> str:
@@ -139,6 +142,25 @@ def top_k_mask(score: torch.Tensor, candidates: torch.Tensor, k: torch.Tensor) -
     return (rank < k.unsqueeze(1)) & candidates
 
 
+def rank_select(ctx: StepContext, confidence: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """The ``count`` slots to commit, by confidence (Dream's ``alg_temp``, here ``order_temperature``).
+
+    tau = ``config.order_temperature``. tau = 0: the ``count`` most confident candidates (LLaDA,
+    Dream's default). tau > 0: ``count`` candidates drawn without replacement with probability
+    proportional to exp(confidence / tau), as Dream's ``torch.multinomial(softmax(confidence / tau))``;
+    drawn here as the top-``count`` of confidence / tau + Gumbel noise (Gumbel-top-k, the same
+    distribution; Kool et al. 2019), one float64 uniform per window slot from the run's generator.
+    Small tau keeps the confident-first order but lets less sure slots through now and then, which
+    breaks the loops a purely confident-first order falls into (a repeated phrase is the surest
+    guess everywhere).
+    """
+    tau = ctx.config.order_temperature
+    if tau == 0:
+        return top_k_mask(confidence, ctx.candidates, count)
+    gumbel = -torch.log(-torch.log(ctx.uniform().clamp(min=torch.finfo(torch.float64).tiny)))
+    return top_k_mask(confidence / tau + gumbel, ctx.candidates, count)
+
+
 def dream_count(ctx: StepContext) -> torch.Tensor:
     """Dream: ``int(m * (1 - s / t))`` masked slots (float32 as in Dream), all of them at the last step."""
     count = (ctx.num_masked.to(torch.float32) * (1 - ctx.s / ctx.t)).floor().long()
@@ -153,17 +175,19 @@ def minimum_rate(ctx: StepContext) -> torch.Tensor:
 # -- LLaDA (Nie et al. 2025, "Large Language Diffusion Models", Algorithm 5 / generate.py) ----------
 
 
-@strategy("low_confidence")
+@strategy("low_confidence", ranked=True)
 def low_confidence(ctx: StepContext) -> Selection:
     """LLaDA low-confidence remasking.
 
     confidence_i = p_theta(x0_i | x_t) = softmax(logits_i)[x0_i], the temperature-1 probability of the
     sampled token. Commit the k most confident masked slots of the block, k from LLaDA's
     ``get_num_transfer_tokens`` (n // S + (j < n % S)); the rest stay masked ("remasked").
+    With ``order_temperature`` > 0 the k slots are drawn as in Dream's ``alg_temp`` (``rank_select``):
+    our extension to LLaDA's rule, which has no such setting; 0 is LLaDA exactly.
     """
     confidence = masked_score(ctx.gather(ctx.probs), ctx.candidates)
     count = llada_count(ctx.block_size, ctx.block_steps, ctx.step_in_block)
-    return Selection(confidence, top_k_mask(confidence, ctx.candidates, count))
+    return Selection(confidence, rank_select(ctx, confidence, count))
 
 
 @strategy("random")
@@ -181,34 +205,35 @@ def random_order(ctx: StepContext) -> Selection:
 # -- Dream (Ye et al. 2025, "Dream 7B", generation_utils.py ``_sample``) ----------------------------
 
 
-@strategy("maskgit_plus")
+@strategy("maskgit_plus", ranked=True)
 def maskgit_plus(ctx: StepContext) -> Selection:
     """Dream ``maskgit_plus`` (MaskGIT, Chang et al. 2022): confidence = tempered(x0), i.e. the max
     probability at T = 0, the probability of the sampled token at T > 0. Commit the
-    ``floor(m (1 - s/t))`` most confident masked slots (all at the block's last step).
+    ``floor(m (1 - s/t))`` most confident masked slots (all at the block's last step); Dream's
+    ``alg_temp`` is ``order_temperature`` (``rank_select``), as for the two below.
     """
     confidence = masked_score(ctx.gather(ctx.tempered), ctx.candidates)
-    return Selection(confidence, top_k_mask(confidence, ctx.candidates, dream_count(ctx)))
+    return Selection(confidence, rank_select(ctx, confidence, dream_count(ctx)))
 
 
-@strategy("topk_margin")
+@strategy("topk_margin", ranked=True)
 def topk_margin(ctx: StepContext) -> Selection:
     """Dream ``topk_margin`` (Kim et al. 2025): confidence = p_(1) - p_(2), the margin between the two
     most likely tokens of the tempered distribution. Dream's count rule.
     """
     top2 = ctx.tempered.topk(2, dim=-1).values
     confidence = masked_score(top2[..., 0] - top2[..., 1], ctx.candidates)
-    return Selection(confidence, top_k_mask(confidence, ctx.candidates, dream_count(ctx)))
+    return Selection(confidence, rank_select(ctx, confidence, dream_count(ctx)))
 
 
-@strategy("entropy")
+@strategy("entropy", ranked=True)
 def entropy(ctx: StepContext) -> Selection:
     """Dream ``entropy``: confidence = -H(p) = sum_v p_v log(p_v + 1e-10) over the tempered
     distribution (<= 0; the least uncertain slots go first). Dream's count rule.
     """
     p = ctx.tempered
     confidence = masked_score((p * torch.log(p + 1e-10)).sum(-1), ctx.candidates)
-    return Selection(confidence, top_k_mask(confidence, ctx.candidates, dream_count(ctx)))
+    return Selection(confidence, rank_select(ctx, confidence, dream_count(ctx)))
 
 
 @strategy("origin", exact_steps=False)
