@@ -209,6 +209,15 @@ or ``dlm_core.models.load_canvas("assets/{folder}")`` for the engine's adapter.
 """
 
 
+def describe_settings(settings: dict) -> str:
+    """One line for a diffusion sampling config (``SamplerConfig.to_dict()``)."""
+    block = settings["block_length"] or settings["gen_length"]
+    return (
+        f"{settings['strategy']}, {settings['steps']} steps, blocks of {block}, temperature {settings['temperature']:g}, "
+        f"top-p {settings['top_p']}, order temperature {settings['order_temperature']:g}"
+    )
+
+
 def write_model_cards(args, results: dict) -> None:
     """README.md model cards for both built-in models, every number from ``results`` / training logs."""
     stats = json.loads((Path(args.data) / "stats.json").read_text())
@@ -216,7 +225,9 @@ def write_model_cards(args, results: dict) -> None:
     gen_table = ""
     if generation:
         gen_table = (
-            f"Samples of {generation['gen_length']} tokens, {len(generation['prompts'])} prompts x {generation['seeds']} seeds:\n\n"
+            f"Samples of {generation['gen_length']} tokens, {len(generation['prompts'])} prompts x {generation['seeds']} seeds "
+            f"(diffusion: {describe_settings(generation['diffusion_settings'])}; AR twin: temperature "
+            f"{generation['ar_settings']['temperature']:g}, top-p {generation['ar_settings']['top_p']}):\n\n"
             "| source | generative PPL under the AR twin | token entropy (nats) | repeated 4-grams |\n| --- | ---: | ---: | ---: |\n"
         )
         for source in ("diffusion", "ar", "held_out_text"):
