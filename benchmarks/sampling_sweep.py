@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gen-length", type=int, default=256)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--blocks", type=int, nargs="+", default=[32, 8, 4])
-    parser.add_argument("--order-temperatures", type=float, nargs="+", default=[0.05, 0.1, 0.2])
+    parser.add_argument("--order-temperatures", type=float, nargs="+", default=[0.1, 0.15, 0.2, 0.3])
     parser.add_argument("--strategies", nargs="+", default=["low_confidence", "random", "entropy"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="also write the rows here")
