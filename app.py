@@ -875,7 +875,7 @@ SETTINGS = (
 # (benchmarks/sampling_sweep.py, README "The built-in models"): purely confident-first decoding of
 # the built-in model at temperature 1 loops on stock phrases; this much randomness in the order
 # brings repeated 4-grams down to the level of real text.
-DEFAULT_ORDER_TEMPERATURE = 0.1
+DEFAULT_ORDER_TEMPERATURE = 0.2
 
 EXAMPLE_DEFAULTS = {
     "strategy": "low_confidence",

@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gen-steps", type=int, default=0, help="diffusion steps (0 = one per token)")
     parser.add_argument("--gen-block", type=int, default=32, help="diffusion block length (0 = one block)")
     parser.add_argument("--gen-strategy", default="low_confidence")
-    parser.add_argument("--order-temperature", type=float, default=0.1, help="Dream's alg_temp (the app's default)")
+    parser.add_argument("--order-temperature", type=float, default=0.2, help="Dream's alg_temp (the app's default)")
     parser.add_argument("--gen-seeds", type=int, default=4)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=0.95)
