@@ -195,29 +195,25 @@ def encode_prompt(model, text: str | EncodedPrompt, gen_length: int) -> EncodedP
         raise PromptError(
             "prompt", f"prompt is {prompt_length} tokens; prompt + gen_length must be <= max_length {max_length}"
         )
-    if prompt_length + gen_length > max_length:
-        raise PromptError(
-            "gen_length",
-            f"gen_length must be an integer in [0, {max_length - prompt_length}] for this prompt "
-            f"({prompt_length} tokens, model max_length {max_length}), got {gen_length}",
-        )
     if not slots and gen_length == 0:
         raise PromptError(
             "gen_length",
             f"gen_length must be an integer in [1, {max_length - prompt_length}] when the prompt has no [MASK] "
             "placeholders (nothing to generate), got 0",
         )
-    slots.extend(range(prompt_length, prompt_length + gen_length))
-    ids.extend([model.mask_id] * gen_length)
-    return EncodedPrompt(text=text, ids=tuple(ids), slots=tuple(slots), prompt_length=prompt_length)
+    encoded = EncodedPrompt(text=text, ids=tuple(ids), slots=tuple(slots), prompt_length=prompt_length)
+    return _append_slots(model, encoded, gen_length)
 
 
 def _append_slots(model, encoded: EncodedPrompt, gen_length: int) -> EncodedPrompt:
-    """``encoded`` with ``gen_length`` masked slots appended (checked against ``model.max_length``)."""
+    """``encoded`` with ``gen_length`` masked slots appended (checked against ``model.max_length``):
+    the last step of ``encode_prompt`` for text and for a ``canvas_prompt`` alike."""
     length, max_length = len(encoded.ids), int(model.max_length)
     if length + gen_length > max_length:
         raise PromptError(
-            "gen_length", f"gen_length must be an integer in [0, {max_length - length}] for this canvas, got {gen_length}"
+            "gen_length",
+            f"gen_length must be an integer in [0, {max_length - length}] for this prompt "
+            f"({length} tokens, model max_length {max_length}), got {gen_length}",
         )
     return EncodedPrompt(
         text=encoded.text,
