@@ -40,6 +40,7 @@ import gradio as gr
 from gradio.components.plot import PlotData
 
 from dlm_core.models import registry
+from dlm_core.models.builtin import BUILTIN_ORDER_TEMPERATURE
 from dlm_core.race import Lane, LaneState, race
 from dlm_core.sampler import (
     STRATEGIES,
@@ -871,11 +872,7 @@ SETTINGS = (
 )
 
 
-# Dream's alg_temp for the confidence-ranked strategies. Chosen by measurement
-# (benchmarks/sampling_sweep.py, README "The built-in models"): purely confident-first decoding of
-# the built-in model at temperature 1 loops on stock phrases; this much randomness in the order
-# brings repeated 4-grams down to the level of real text.
-DEFAULT_ORDER_TEMPERATURE = 0.2
+DEFAULT_ORDER_TEMPERATURE = BUILTIN_ORDER_TEMPERATURE  # measured on the default (built-in) model
 
 EXAMPLE_DEFAULTS = {
     "strategy": "low_confidence",

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .models.builtin import ASSETS_DIR, load_canvas
+from .models.builtin import ASSETS_DIR, BUILTIN_ORDER_TEMPERATURE, load_canvas
 from .quality import generative_perplexity, repeated_ngram_share, token_entropy
 from .train import MIN_MASK_RATE
 
@@ -289,7 +289,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gen-steps", type=int, default=0, help="diffusion steps (0 = one per token)")
     parser.add_argument("--gen-block", type=int, default=32, help="diffusion block length (0 = one block)")
     parser.add_argument("--gen-strategy", default="low_confidence")
-    parser.add_argument("--order-temperature", type=float, default=0.2, help="Dream's alg_temp (the app's default)")
+    parser.add_argument("--order-temperature", type=float, default=BUILTIN_ORDER_TEMPERATURE,
+                        help="Dream's alg_temp (default: the app's)")
     parser.add_argument("--gen-seeds", type=int, default=4)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=0.95)

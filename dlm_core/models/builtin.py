@@ -16,6 +16,12 @@ from .base import CharCodec, HFCodec, ModelAdapter
 from .canvas_lm import CanvasConfig, CanvasLM
 
 ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
+# The order temperature (Dream's alg_temp, ``SamplerConfig.order_temperature``) to sample the
+# built-in diffusion model with: the app's default and the evaluation's. Chosen by measurement
+# (benchmarks/sampling_sweep.py, README "The built-in models"): purely confident-first decoding at
+# temperature 1 loops on stock phrases; this much randomness in the order brings repeated 4-grams
+# down to the level of real text.
+BUILTIN_ORDER_TEMPERATURE = 0.2
 TINY_ALPHABET = string.ascii_letters + string.digits + string.punctuation + " \n"
 
 
