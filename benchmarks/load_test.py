@@ -32,9 +32,8 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from app_server import API_DEFAULTS, running_app  # noqa: E402 (tests/ is not a package)
+from app_server import API_DEFAULTS, FINAL_TEXT, running_app  # noqa: E402 (tests/ is not a package)
 
-FINAL_TEXT = 4  # output index of the final text (app._run_outputs)
 PROMPTS = ("ROMEO:\n", "JULIET:\n", "HAMLET:\nTo be, or not to be", "First Citizen:\n", "KING LEAR:\n")
 # The API's settings as the tests send them, sampled at temperature 0.8; model, prompt, seed and
 # lengths are set per request.
