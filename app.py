@@ -506,8 +506,9 @@ def build_config(
     """(config, note) from UI values; 0 / 1.0 / "off" mean "not set" for the optional settings.
 
     Settings whose controls are hidden for this strategy or model do not apply (order randomness
-    for a strategy that does not rank by confidence, re-masking for a strategy that cannot re-mask, guidance and the KV cache for an autoregressive model, steps for
-    left-to-right); an autoregressive model always decodes left to right (with a note).
+    for a strategy that does not rank by confidence, re-masking for a strategy that cannot re-mask,
+    guidance and the KV cache for an autoregressive model, steps for left-to-right); an
+    autoregressive model always decodes left to right (with a note).
     ``steps`` outside [blocks, generation slots] is clamped with a note: the sliders are
     independent, so 32 steps for 16 tokens is an easy request to make. Everything else out of
     range raises ``ConfigError`` / ``PromptError`` naming the field and its allowed range.

@@ -2,8 +2,9 @@
 
 Public API: ``denoise`` / ``denoise_batch`` (the loop), ``SamplerConfig`` + ``ConfigError`` (settings,
 validated in one place), ``STRATEGIES`` (the unmasking rules), ``encode_prompt`` / ``parse_prompt`` +
-``PromptError`` ([MASK] placeholders), ``canvas_prompt`` (a canvas given as token ids), ``StepState`` (one snapshot: numpy only). No UI code here,
-and nothing imports ``dlm_core.trajectory`` (it builds on these types).
+``PromptError`` ([MASK] placeholders), ``canvas_prompt`` (a canvas given as token ids), ``StepState``
+(one snapshot: numpy only). No UI code here, and nothing imports ``dlm_core.trajectory`` (it builds
+on these types).
 """
 
 from .config import REMASK_MODES, ConfigError, SamplerConfig
