@@ -27,6 +27,7 @@ MAX_SEED = 2**63 - 1
 MAX_TOP_K = 1_000_000
 MAX_TEMPERATURE = 10.0
 MAX_FACTOR = 100.0
+MAX_GAMMA = 1000.0
 MAX_CFG_SCALE = 100.0
 REMASK_MODES = ("cap", "rescale", "confidence")
 CACHE_MODES = ("prefix", "dual")
@@ -63,13 +64,14 @@ class SamplerConfig:
             ``[MASK]`` placeholders (pure infilling); generation slots = placeholders + appended.
         steps: model steps (forward evaluations, 2 under CFG). None = one step per generation slot.
             Must lie in [number of blocks, number of slots]; checked when the prompt is known.
-            ``left_to_right`` needs exactly one step per slot. ``threshold``, ``factor`` and
-            ``origin`` are adaptive: ``steps`` is their budget (upper bound), see ``strategies``.
+            ``left_to_right`` needs exactly one step per slot. ``threshold``, ``factor``,
+            ``entropy_bound`` and ``origin`` are adaptive: ``steps`` is their budget (upper bound).
         block_length: semi-autoregressive block size in slots (LLaDA). None = one block.
     Unmasking
         strategy: a name from ``strategies.STRATEGIES``.
         threshold: Fast-dLLM confidence threshold in (0, 1] (strategy ``threshold``).
         factor: Fast-dLLM factor f in (0, 100] (strategy ``factor``).
+        gamma: EB-sampler entropy bound in nats, in [0, 1000] (strategy ``entropy_bound``).
         eps: Dream's final timestep in (0, 1) for ``maskgit_plus``/``topk_margin``/``entropy``/``origin``.
         order_temperature: Dream's ``alg_temp`` in [0, 10] for the strategies that rank slots by
             confidence (``low_confidence``, ``maskgit_plus``, ``topk_margin``, ``entropy``): 0 commits
@@ -103,6 +105,7 @@ class SamplerConfig:
     seed: int = 0
     threshold: float = 0.9
     factor: float = 1.0
+    gamma: float = 0.1
     eps: float = 1e-3
     order_temperature: float = 0.0
     remask: str | None = None
@@ -132,6 +135,7 @@ class SamplerConfig:
         self._check_int("seed", 0, MAX_SEED)
         self._check_float("threshold", 0.0, 1.0, open_low=True)
         self._check_float("factor", 0.0, MAX_FACTOR, open_low=True)
+        self._check_float("gamma", 0.0, MAX_GAMMA)
         self._check_float("eps", 0.0, 1.0, open_low=True, open_high=True)
         self._check_float("order_temperature", 0.0, MAX_TEMPERATURE)
         if self.remask is not None and (not isinstance(self.remask, str) or self.remask not in REMASK_MODES):

@@ -284,6 +284,52 @@ def factor(ctx: StepContext) -> Selection:
     return Selection(confidence, top_k_mask(confidence, ctx.candidates, count))
 
 
+# -- EB-sampler (Ben-Hamu et al. 2025, "Accelerated Sampling from Masked Diffusion Models via ----------
+#    Entropy Bounded Unmasking")
+
+
+def token_entropy(probs: torch.Tensor) -> torch.Tensor:
+    """H(p) = -sum_v p_v log p_v in nats over the last axis (0 log 0 = 0, so truncated tokens add 0)."""
+    return torch.special.entr(probs).sum(-1)
+
+
+def entropy_bound_count(entropy: torch.Tensor, candidates: torch.Tensor, gamma: float) -> torch.Tensor:
+    """The EB-sampler's count: with H_(1) <= H_(2) <= ... the sorted entropies of a row's candidates,
+    the largest k with sum_{i<=k} H_(i) - H_(k) <= gamma (the sum minus the largest accepted entropy,
+    computed as cumulative sum minus the current entry, as the reference does).
+
+    The left side is sum_{i<k} H_(i), non-decreasing in k, so the accepted slots form a prefix of the
+    sorted order and k >= 1 for every gamma >= 0. Non-candidates sort last and are never counted.
+    """
+    key = torch.where(candidates, entropy, torch.full_like(entropy, float("inf")))
+    ordered = key.sort(dim=1).values
+    rank = torch.arange(ordered.shape[1], device=ordered.device)
+    within = rank < candidates.sum(1, keepdim=True)
+    ordered = torch.where(within, ordered, torch.zeros_like(ordered))  # keep the cumsum finite
+    return (within & (ordered.cumsum(1) - ordered <= gamma)).sum(1)
+
+
+@strategy("entropy_bound", exact_steps=False)
+def entropy_bound(ctx: StepContext) -> Selection:
+    """EB-sampler entropy-bounded unmasking: sort the block's masked slots by the entropy H_i of
+    ``ctx.probs`` = softmax(logits_i) (temperature 1, after top-k / top-p truncation: the model's
+    distribution, the paper's error proxy) and commit the k lowest-entropy ones, k the largest with
+    sum_{i<=k} H_(i) - max_{i<=k} H_(i) <= gamma (``config.gamma``, nats), and at least one.
+    The left side bounds the mutual information among the committed tokens, i.e. the error of
+    drawing them independently in one step instead of one by one. gamma = 0 commits one slot per
+    step (more only if several have entropy exactly 0); a large gamma commits the whole block.
+
+    confidence = -H_i (higher = surer). Same budget floor as ``threshold`` (ceil(masked / steps
+    left in the block)), so a block finishes within its share of ``steps``; with steps = number of
+    slots that floor is 1 and the rule is exactly the paper's. Adaptive: at most ``steps`` steps.
+    Ties in entropy are broken by reading order.
+    """
+    entropy = token_entropy(ctx.probs)
+    confidence = masked_score(-entropy, ctx.candidates)
+    count = torch.maximum(entropy_bound_count(entropy, ctx.candidates, ctx.config.gamma), minimum_rate(ctx))
+    return Selection(confidence, top_k_mask(confidence, ctx.candidates, count))
+
+
 # -- autoregressive order, for comparison ----------------------------------------------------------
 
 
