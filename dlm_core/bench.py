@@ -9,12 +9,20 @@ For each generation length (prompt of fixed token length) and each method, on th
 * ``thr+dual``         the same with the dual (prefix + suffix) cache.
 
 All diffusion methods decode in semi-autoregressive blocks of ``--block`` tokens (Fast-dLLM's
-setting; caches refresh at block boundaries). Reported: median wall time over ``--repeats`` runs of
-every prompt, NFE, tokens per forward, speed-up vs ``ar+kv``, and quality with the same prompts and
-seeds for every method: generative perplexity of the produced text under the AR twin, and the
-token entropy of the samples (low entropy flags degenerate repetition); for the cached methods
-also their token agreement with the uncached threshold run. Extra rows: the share of time spent
-outside the model's forward at 128 tokens, and throughput (generated tokens/s) at batch 1 vs 8.
+setting; caches refresh at block boundaries). Timing hygiene: before any timed run of a length,
+every method decodes one prompt untimed (a warm-up that absorbs one-time costs: lazy init, allocator
+growth, first-call dispatch); each prompt is then timed ``--repeats`` times and its median taken;
+reported times are the mean over prompts of those medians. All decoding runs under
+``torch.inference_mode`` with the same thread count, the AR twin through its exact KV cache (one new
+token per forward), so the race is fair to both sides.
+
+Reported per length and method: wall time, NFE, tokens per forward, milliseconds per forward (wall
+time / NFE: one AR KV step or one diffusion forward, sampler bookkeeping included: the cost the race
+pays), speed-up vs ``ar+kv``, and quality with the same prompts and seeds for every method:
+generative perplexity of the produced text under the AR twin, and the token entropy of the samples
+(low entropy flags degenerate repetition); for the cached methods also their token agreement with
+the uncached threshold run. Extra rows: the share of time spent outside the model's forward at 128
+tokens, and throughput (generated tokens/s) at batch 1 vs 8.
 
 Writes ``--out``/bench.md and bench.json. Timings depend on the machine: the header says which.
 """
@@ -36,9 +44,9 @@ from .models.builtin import ASSETS_DIR, load_canvas
 from .quality import generative_perplexity, token_entropy
 from .sampler import SamplerConfig, denoise, denoise_batch
 from .sampler.autoregressive import decode_autoregressive, decode_autoregressive_batch
-from .sampler.cache import CachedForward
 
 METHODS = ("ar+kv", "diff 1/step", "diff threshold", "thr+prefix", "thr+dual")
+CACHES = {"thr+prefix": "prefix", "thr+dual": "dual"}
 
 
 def fixed_length_prompts(model, count: int, tokens: int) -> list[str]:
@@ -59,47 +67,61 @@ def fixed_length_prompts(model, count: int, tokens: int) -> list[str]:
     return prompts
 
 
-def run_method(method: str, ar, diffusion, prompt: str, length: int, args) -> tuple[object, float]:
-    """Decode one prompt; returns (final state, wall seconds)."""
-    block = min(args.block, length)
-    started = time.perf_counter()
+def method_config(method: str, length: int, args) -> SamplerConfig:
+    """The sampler settings of one benchmark method at one length."""
     if method == "ar+kv":
-        config = SamplerConfig(gen_length=length, strategy="left_to_right", temperature=args.temperature, seed=args.seed)
-        states = decode_autoregressive(ar, prompt, config)
-    elif method == "diff 1/step":
-        config = SamplerConfig(gen_length=length, steps=length, block_length=block, strategy="low_confidence",
-                               temperature=args.temperature, seed=args.seed)
-        states = denoise(diffusion, prompt, config)
-    else:
-        config = SamplerConfig(gen_length=length, steps=length, block_length=block, strategy="threshold",
-                               threshold=args.threshold, temperature=args.temperature, seed=args.seed)
-        forward = {"thr+prefix": "prefix", "thr+dual": "dual"}.get(method)
-        states = denoise(diffusion, prompt, config, forward=CachedForward(diffusion, forward) if forward else None)
-    final = None
-    for final in states:  # noqa: B007
-        pass
+        return SamplerConfig(gen_length=length, strategy="left_to_right", temperature=args.temperature, seed=args.seed)
+    common = dict(gen_length=length, steps=length, block_length=min(args.block, length),
+                  temperature=args.temperature, seed=args.seed)
+    if method == "diff 1/step":
+        return SamplerConfig(strategy="low_confidence", **common)
+    return SamplerConfig(strategy="threshold", threshold=args.threshold, cache=CACHES.get(method), **common)
+
+
+def timed_run(model, prompt: str, config: SamplerConfig) -> tuple[object, float]:
+    """Decode one prompt to the end; (final state, wall seconds). AR models take their KV-cached decoder."""
+    started = time.perf_counter()
+    with torch.inference_mode():
+        if model.kind == "autoregressive":
+            states = decode_autoregressive(model, prompt, config)
+        else:
+            states = denoise(model, prompt, config)
+        final = None
+        for final in states:  # noqa: B007
+            pass
     return final, time.perf_counter() - started
+
+
+def timed_median(model, prompt: str, config: SamplerConfig, repeats: int) -> tuple[object, float]:
+    """(final state of the first repeat, median wall seconds over ``repeats`` runs). Same seed every
+    repeat, so every repeat produces the same tokens; only the clock varies."""
+    runs = [timed_run(model, prompt, config) for _ in range(repeats)]
+    return runs[0][0], statistics.median(seconds for _, seconds in runs)
+
+
+def warm_up(model, prompt: str, config: SamplerConfig) -> None:
+    """One untimed run, so the first timed method does not absorb one-time costs."""
+    timed_run(model, prompt, config)
 
 
 def measure(ar, diffusion, prompts: list[str], args) -> list[dict]:
     rows = []
     for length in args.lengths:
+        for method in METHODS:
+            warm_up(ar if method == "ar+kv" else diffusion, prompts[0], method_config(method, length, args))
         finals: dict[str, list] = {}
         for method in METHODS:
-            times, states = [], []
-            for prompt in prompts:
-                for repeat in range(args.repeats):
-                    state, seconds = run_method(method, ar, diffusion, prompt, length, args)
-                    times.append(seconds)
-                    if repeat == 0:
-                        states.append(state)
+            model, config = (ar if method == "ar+kv" else diffusion), method_config(method, length, args)
+            runs = [timed_median(model, prompt, config, args.repeats) for prompt in prompts]
+            states = [state for state, _ in runs]
             finals[method] = states
             samples = [(s.tokens[: s.prompt_length].tolist(), s.tokens[s.prompt_length :].tolist()) for s in states]
             row = {
                 "length": length,
                 "method": method,
-                "median_s": statistics.median(times),
+                "median_s": statistics.mean(seconds for _, seconds in runs),
                 "nfe": statistics.mean(s.nfe for s in states),
+                "ms_per_forward": statistics.mean(1000 * seconds / s.nfe for s, seconds in runs),
                 "tokens_per_forward": statistics.mean(length / s.nfe for s in states),
                 "gen_ppl": generative_perplexity(ar, samples),
                 "entropy": statistics.mean(token_entropy(g) for _, g in samples),
@@ -132,13 +154,11 @@ def forward_share(diffusion, prompt: str, args) -> dict:
     for name, strategy, steps in (("diff 1/step", "low_confidence", 128), ("diff threshold", "threshold", 128)):
         config = SamplerConfig(gen_length=128, steps=steps, block_length=min(args.block, 128), strategy=strategy,
                                threshold=args.threshold, temperature=args.temperature, seed=args.seed)
+        warm_up(diffusion, prompt, config)
         spent[0] = 0.0
         diffusion.logits = timed
         try:
-            started = time.perf_counter()
-            for _ in denoise(diffusion, prompt, config):
-                pass
-            total = time.perf_counter() - started
+            _, total = timed_run(diffusion, prompt, config)
         finally:
             del diffusion.logits  # back to the class method
         result[name] = {"total_s": total, "forward_s": spent[0], "non_model_share": 1 - spent[0] / total}
@@ -150,19 +170,21 @@ def throughput(ar, diffusion, prompts: list[str], args) -> list[dict]:
     length, rows = args.batch_length, []
     for method in ("ar+kv", "diff threshold", "thr+dual"):
         for batch in (1, len(prompts)):
-            group = prompts[:batch]
-            config = SamplerConfig(gen_length=length, steps=length, block_length=min(args.block, length),
-                                   strategy="left_to_right" if method == "ar+kv" else "threshold",
-                                   threshold=args.threshold, temperature=args.temperature, seed=args.seed)
-            started = time.perf_counter()
-            if method == "ar+kv":
-                states = decode_autoregressive_batch(ar, group, config)
-            else:
-                forward = CachedForward(diffusion, "dual") if method == "thr+dual" else None
-                states = denoise_batch(diffusion, group, config, forward=forward)
-            for _ in states:
-                pass
-            seconds = time.perf_counter() - started
+            group, config = prompts[:batch], method_config(method, length, args)
+
+            def run_batch(group=group, config=config, method=method) -> float:
+                started = time.perf_counter()
+                with torch.inference_mode():
+                    if method == "ar+kv":
+                        states = decode_autoregressive_batch(ar, group, config)
+                    else:
+                        states = denoise_batch(diffusion, group, config)
+                    for _ in states:
+                        pass
+                return time.perf_counter() - started
+
+            run_batch()  # warm-up
+            seconds = statistics.median(run_batch() for _ in range(args.repeats))
             rows.append({"method": method, "batch": batch, "length": length, "seconds": seconds,
                          "tokens_per_s": batch * length / seconds})
             print(json.dumps(rows[-1]), flush=True)
@@ -172,16 +194,18 @@ def throughput(ar, diffusion, prompts: list[str], args) -> list[dict]:
 def markdown(report: dict) -> str:
     lines = [
         f"Machine: {report['machine']}; torch {report['torch']}, {report['threads']} threads; "
-        f"prompt {report['prompt_tokens']} tokens x {report['prompts']} prompts x {report['repeats']} repeats; "
-        f"block {report['block']}, threshold {report['threshold']}, temperature {report['temperature']}.",
+        f"prompt {report['prompt_tokens']} tokens x {report['prompts']} prompts, median of {report['repeats']} "
+        f"repeats after a warm-up run of every method; block {report['block']}, threshold {report['threshold']}, "
+        f"temperature {report['temperature']}.",
         "",
-        "| length | method | median s | NFE | tokens/forward | speed-up vs AR | gen PPL (AR twin) | entropy | agreement |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| length | method | median s | NFE | ms/forward | tokens/forward | speed-up vs AR | gen PPL (AR twin) | entropy | agreement |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in report["rows"]:
         agreement = f"{r['agreement']:.1%}" if "agreement" in r else ""
         lines.append(
-            f"| {r['length']} | {r['method']} | {r['median_s']:.3f} | {r['nfe']:.1f} | {r['tokens_per_forward']:.2f} | "
+            f"| {r['length']} | {r['method']} | {r['median_s']:.3f} | {r['nfe']:.1f} | {r['ms_per_forward']:.2f} | "
+            f"{r['tokens_per_forward']:.2f} | "
             f"{r['speedup_vs_ar']:.2f}x | {r['gen_ppl']:.1f} | {r['entropy']:.2f} | {agreement} |"
         )
     lines += ["", "Time outside the model's forward (sampler bookkeeping), 128 tokens:", ""]
