@@ -1,7 +1,7 @@
-"""dlm_core: the Diffusion Canvas engine (models -> sampler -> trajectory -> viz). No UI code here."""
+"""dlm_core: the Diffusion Canvas engine (models -> sampler -> trajectory, viz). No UI code here.
 
-from .models.canvas_lm import register_auto_classes
-
-register_auto_classes()
+Importing the package loads nothing heavy: ``dlm_core.viz`` and ``dlm_core.state`` need numpy only.
+The built-in model's Auto classes are registered where such a model is loaded (``models.load_canvas``).
+"""
 
 __version__ = "0.1.0"

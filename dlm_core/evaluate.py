@@ -203,7 +203,7 @@ tags: [diffusion-canvas, shakespeare, {tag}]
 
 {generation}
 
-Load it: ``import dlm_core`` (registers the model class), then
+Load it: ``dlm_core.models.register_auto_classes()`` (registers the model class), then
 ``transformers.AutoModel.from_pretrained("assets/{folder}")`` and ``AutoTokenizer.from_pretrained(...)``,
 or ``dlm_core.models.load_canvas("assets/{folder}")`` for the engine's adapter.
 """

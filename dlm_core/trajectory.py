@@ -52,8 +52,8 @@ from typing import Any
 
 import numpy as np
 
-from .sampler import ConfigError, EncodedPrompt, SamplerConfig, StepState, denoise, prompt_text
-from .sampler.denoise import TOPK
+from .sampler import ConfigError, EncodedPrompt, SamplerConfig, denoise, prompt_text
+from .state import MASK_GLYPH, TOPK, Blank, StepState, step_state
 
 SCHEMA_VERSION = "diffusion-canvas/trajectory/1"
 MAX_POSITIONS = 4096  # canvas length
@@ -64,7 +64,6 @@ MAX_TOKEN_ID = 2**31 - 1
 MAX_TEXT_CHARS = 1_000_000
 MAX_TOKEN_TEXT_CHARS = 1024
 DECIMALS = 4
-MASK_GLYPH = "\u2591"
 
 
 class TrajectoryError(ValueError):
@@ -534,35 +533,13 @@ class _Reader:
         answer_text = self.text(data["answer_text"], "answer_text")
         steps = self.array(data["steps"], "steps", limit=MAX_STEPS)
 
-        eos = np.asarray(eos_ids, dtype=np.int64)
         masked = ~fixed
         tokens = initial
         # Read-only arrays are shared between states where nothing changed (no commit, empty window), so
         # memory follows the document's content rather than steps x positions.
-        nan = np.full(length, np.nan)
-        no_proposal = np.full(length, -1, dtype=np.int64)
-        no_topk_ids = np.full((length, TOPK), -1, dtype=np.int64) if record_topk else None
-        no_topk_probs = np.full((length, TOPK), np.nan) if record_topk else None
-        states = [
-            StepState(
-                step=0,
-                block=0,
-                tokens=tokens,
-                masked=masked,
-                fixed=fixed,
-                prompt_length=prompt_length,
-                committed=np.zeros(0, dtype=np.int64),
-                remasked=np.zeros(0, dtype=np.int64),
-                confidence=nan,
-                prob=nan,
-                proposal=no_proposal,
-                nfe=0,
-                elapsed=0.0,
-                answer_end=length,
-                topk_ids=no_topk_ids,
-                topk_probs=no_topk_probs,
-            )
-        ]
+        blank = Blank.of(length, record_topk)
+        known = {"fixed": fixed, "prompt_length": prompt_length, "eos_ids": eos_ids, "blank": blank}
+        states = [step_state(step=0, block=0, tokens=tokens, masked=masked, **known)]
         nfe, elapsed = 0, 0.0
         for index, raw in enumerate(steps):
             where = f"steps[{index}]"
@@ -582,23 +559,21 @@ class _Reader:
                 raise TrajectoryError(f"{where}.remasked", "re-masks a position that is not a committed slot")
             window = self.positions(step["window"], f"{where}.window", length)
             width = len(window)
-            confidences = self.float_array(step["confidence"], f"{where}.confidence", width, -1e9, 1e9)
-            probs = self.float_array(step["prob"], f"{where}.prob", width, 0.0, 1.0)
-            proposals = self.int_array(step["proposal"], f"{where}.proposal", -1, MAX_TOKEN_ID, length=width)
-            self.require_known(proposals[proposals >= 0], f"{where}.proposal")
-            confidence, prob, proposal, topk_ids, topk_probs = nan, nan, no_proposal, no_topk_ids, no_topk_probs
-            if width:
-                confidence, prob, proposal = nan.copy(), nan.copy(), no_proposal.copy()
-                confidence[window], prob[window], proposal[window] = confidences, probs, proposals
+            readings = {
+                "window": window,
+                "confidence": self.float_array(step["confidence"], f"{where}.confidence", width, -1e9, 1e9),
+                "prob": self.float_array(step["prob"], f"{where}.prob", width, 0.0, 1.0),
+                "proposal": self.int_array(step["proposal"], f"{where}.proposal", -1, MAX_TOKEN_ID, length=width),
+            }
+            self.require_known(readings["proposal"][readings["proposal"] >= 0], f"{where}.proposal")
             if record_topk:
                 rows_ids = self.array(step["topk_ids"], f"{where}.topk_ids", width)
                 rows_probs = self.array(step["topk_probs"], f"{where}.topk_probs", width)
-                if width:
-                    topk_ids, topk_probs = no_topk_ids.copy(), no_topk_probs.copy()
-                for n, position in enumerate(window.tolist()):
-                    topk_ids[position] = self.int_array(rows_ids[n], f"{where}.topk_ids[{n}]", -1, MAX_TOKEN_ID, TOPK)
-                    topk_probs[position] = self.float_array(rows_probs[n], f"{where}.topk_probs[{n}]", TOPK, 0.0, 1.0)
-                self.require_known(topk_ids[topk_ids >= 0], f"{where}.topk_ids")
+                topk_ids = [self.int_array(r, f"{where}.topk_ids[{n}]", -1, MAX_TOKEN_ID, TOPK) for n, r in enumerate(rows_ids)]
+                topk_probs = [self.float_array(r, f"{where}.topk_probs[{n}]", TOPK, 0.0, 1.0) for n, r in enumerate(rows_probs)]
+                readings["topk_ids"] = np.asarray(topk_ids, dtype=np.int64).reshape(width, TOPK)
+                readings["topk_probs"] = np.asarray(topk_probs, dtype=np.float64).reshape(width, TOPK)
+                self.require_known(readings["topk_ids"][readings["topk_ids"] >= 0], f"{where}.topk_ids")
             if committed.size or remasked.size:
                 tokens, masked = tokens.copy(), masked.copy()
                 tokens[committed] = committed_ids
@@ -606,23 +581,17 @@ class _Reader:
                 tokens[remasked] = mask_id
                 masked[remasked] = True
             states.append(
-                StepState(
+                step_state(
                     step=index + 1,
                     block=block,
                     tokens=tokens,
                     masked=masked,
-                    fixed=fixed,
-                    prompt_length=prompt_length,
                     committed=committed,
                     remasked=remasked,
-                    confidence=confidence,
-                    prob=prob,
-                    proposal=proposal,
                     nfe=nfe,
                     elapsed=elapsed,
-                    answer_end=_answer_end(tokens, masked, prompt_length, eos),
-                    topk_ids=topk_ids,
-                    topk_probs=topk_probs,
+                    **known,
+                    **readings,
                 )
             )
         return Trajectory(
@@ -643,7 +612,3 @@ class _Reader:
         if missing.size:
             raise TrajectoryError(where, f"token id {int(missing[0])} has no entry in vocab")
 
-
-def _answer_end(tokens: np.ndarray, masked: np.ndarray, prompt_length: int, eos: np.ndarray) -> int:
-    hits = np.flatnonzero(np.isin(tokens[prompt_length:], eos) & ~masked[prompt_length:])
-    return int(prompt_length + hits[0]) if hits.size else int(tokens.shape[0])

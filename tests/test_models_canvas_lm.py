@@ -3,8 +3,7 @@
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
-import dlm_core  # noqa: F401  (registers the Auto classes)
-from dlm_core.models import CanvasConfig, CanvasLM, load_canvas, tiny_random_model
+from dlm_core.models import CanvasConfig, CanvasLM, load_canvas, register_auto_classes, tiny_random_model
 
 
 def test_causal_cache_matches_full_forward(tiny_ar_model):
@@ -81,6 +80,7 @@ def test_save_and_load_through_auto_classes(tmp_path):
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     ids = torch.tensor([[2, 3, 1, 2, 40]])
+    register_auto_classes()  # what load_canvas does; plain transformers needs it once per process
     for auto in (AutoModel, AutoModelForMaskedLM, AutoModelForCausalLM):
         loaded = auto.from_pretrained(tmp_path)
         assert isinstance(loaded, CanvasLM)

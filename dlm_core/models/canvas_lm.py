@@ -7,8 +7,8 @@ next-token loss). Same tokenizer, same sizes, same code path, so the race betwee
 Why our own class rather than a stock transformers architecture: the Fast-dLLM caches need to feed
 a block of queries against an arbitrary set of cached keys/values (prefix, or prefix + suffix) with
 explicit rotary positions and *no* causal mask, which stock causal-LM classes do not expose without
-patching their mask logic. The class is a ``PreTrainedModel`` registered with the Auto classes when
-``dlm_core`` is imported, so ``AutoModelForMaskedLM.from_pretrained("assets/<name>")`` works.
+patching their mask logic. The class is a ``PreTrainedModel``; after ``register_auto_classes()``
+(``load_canvas`` calls it) ``AutoModelForMaskedLM.from_pretrained("assets/<name>")`` works.
 
 Architecture (nanoGPT/LLaMA style): token embedding, pre-norm blocks of RMSNorm -> multi-head
 attention with rotary position embeddings -> RMSNorm -> SwiGLU MLP, final RMSNorm, tied output head.

@@ -40,15 +40,13 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
 
 from .base import HFCodec, ModelAdapter
-
-if TYPE_CHECKING:
-    from .registry import ModelSpec
+from .spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 

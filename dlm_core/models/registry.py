@@ -29,9 +29,8 @@ from __future__ import annotations
 import gc
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal
 
 import torch
 
@@ -46,8 +45,7 @@ from .hub import (
     resolve_device,
     resolve_dtype,
 )
-
-Family = Literal["canvas", "llada", "dream", "mlm", "ar-diffusion"]
+from .spec import ModelSpec
 
 DEFAULT_MODEL = "canvas-diffusion"
 MLM_PREFIX = "mlm:"
@@ -67,41 +65,6 @@ BERT_CHAT_TEMPLATE = (
 
 class ModelNotFoundError(ValueError):
     """An unknown model name; the message lists the valid names."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One registry entry.
-
-    ``repo_id`` is a hub repository id, or a folder for built-in models. ``revision`` pins the hub
-    snapshot (a commit hash for remote-code entries). ``params_b`` (billions) and ``download_gb`` are
-    approximate and drive the memory refusal and the offline message. ``mask_id``/``eos_ids`` are the
-    model's conventions (for masked LMs the tokenizer's own ids are used and ``mask_id`` is checked
-    against them). ``shift``: the raw logits at i-1 predict token i (Dream). ``chat_template``: wrap
-    prompts with the tokenizer's chat template (``fallback_chat_template`` if it has none).
-    ``wrap_special_tokens``: masked LMs only, feed ``[CLS] canvas [SEP]`` (see ``MaskedLMAdapter``).
-    """
-
-    key: str
-    display_name: str
-    repo_id: str
-    family: Family
-    description: str
-    revision: str | None = None
-    trust_remote_code: bool = False
-    params_b: float | None = None
-    download_gb: float | None = None
-    mask_id: int | None = None
-    eos_ids: tuple[int, ...] = ()
-    shift: bool = False
-    chat_template: bool = False
-    max_length: int | None = None
-    wrap_special_tokens: bool = False
-    fallback_chat_template: str | None = None
-
-    @property
-    def builtin(self) -> bool:
-        return self.family == "canvas"
 
 
 LLADA_8B_INSTRUCT = ModelSpec(

@@ -23,13 +23,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 
-import numpy as np
 import torch
 
+from ..state import TOPK, Blank, StepState, step_state
 from .config import ConfigError, SamplerConfig
 from .prompt import EncodedPrompt, PromptError, encode_prompt
-
-TOPK = 5
+from .sampling import gumbel_argmax, truncate
 
 
 def check_autoregressive(model, config: SamplerConfig, slot_counts: Sequence[int]) -> None:
@@ -50,8 +49,6 @@ def decode_autoregressive_batch(model, prompts: Sequence[str | EncodedPrompt], c
     its real positions, so no attention mask is needed. Yields a list of ``StepState`` per step,
     starting with the initial canvases; a finished row repeats its final state.
     """
-    from .denoise import StepState, gumbel_argmax, truncate
-
     if isinstance(prompts, str) or not isinstance(prompts, Sequence) or not prompts:
         raise PromptError("prompts", "prompts must be a non-empty list of strings")
     encoded = [encode_prompt(model, text, config.gen_length) for text in prompts]
@@ -72,37 +69,29 @@ def decode_autoregressive_batch(model, prompts: Sequence[str | EncodedPrompt], c
             is_slot[row, list(e.slots)] = True
         masked = is_slot.clone()
         fixed_np = [(~is_slot[row, :n]).numpy().copy() for row, n in enumerate(lengths)]
-        eos = np.asarray(model.eos_ids, dtype=np.int64)
+        blanks = [Blank.of(n, config.record_topk) for n in lengths]
         generator = torch.Generator(device=model.device).manual_seed(config.seed)
         nfe = [0] * rows
         start = time.perf_counter()
 
-        def state(row: int, step: int, position: int | None, confidence: float, topk) -> StepState:
+        def state(row: int, step: int, readings: dict) -> StepState:
+            """Row ``row`` after ``step``; ``readings``: the committed slot's window values, if any."""
             n = lengths[row]
-            tokens = x[row, :n].numpy().copy()
-            still = masked[row, :n].numpy().copy()
-            scores = np.full(n, np.nan)
-            proposal = np.full(n, -1, dtype=np.int64)
-            topk_ids = np.full((n, TOPK), -1, dtype=np.int64) if config.record_topk else None
-            topk_probs = np.full((n, TOPK), np.nan) if config.record_topk else None
-            committed = np.zeros(0, dtype=np.int64)
-            if position is not None:
-                scores[position] = confidence
-                proposal[position] = tokens[position]
-                committed = np.array([position], dtype=np.int64)
-                if topk is not None:
-                    k = topk[0].shape[0]
-                    topk_ids[position, :k], topk_probs[position, :k] = topk
-            prompt_length = encoded[row].prompt_length
-            ends = np.flatnonzero(np.isin(tokens[prompt_length:], eos) & ~still[prompt_length:])
-            return StepState(
-                step=step, block=0, tokens=tokens, masked=still, fixed=fixed_np[row], prompt_length=prompt_length,
-                committed=committed, remasked=np.zeros(0, dtype=np.int64), confidence=scores, prob=scores.copy(),
-                proposal=proposal, nfe=nfe[row], elapsed=time.perf_counter() - start,
-                answer_end=int(prompt_length + ends[0]) if ends.size else n, topk_ids=topk_ids, topk_probs=topk_probs,
+            return step_state(
+                step=step,
+                block=0,
+                tokens=x[row, :n].numpy().copy(),
+                masked=masked[row, :n].numpy().copy(),
+                fixed=fixed_np[row],
+                prompt_length=encoded[row].prompt_length,
+                eos_ids=model.eos_ids,
+                blank=blanks[row],
+                nfe=nfe[row],
+                elapsed=time.perf_counter() - start,
+                **readings,
             )
 
-        current = [state(row, 0, None, np.nan, None) for row in range(rows)]
+        current = [state(row, 0, {}) for row in range(rows)]
         yield list(current)
         slot_positions = is_slot.any(0).nonzero().squeeze(1).tolist()
         cache, fed, step = None, 0, 0
@@ -123,8 +112,18 @@ def decode_autoregressive_batch(model, prompts: Sequence[str | EncodedPrompt], c
             masked[active, position] = False
             step += 1
             for row in active.nonzero().squeeze(1).tolist():
-                row_topk = None if topk is None else (topk.indices[row].cpu().numpy(), topk.values[row].cpu().numpy())
-                current[row] = state(row, step, position, float(chosen_prob[row]), row_topk)
+                # One slot read and committed: its confidence and prob are the sampled token's probability.
+                readings = {
+                    "committed": [position],
+                    "window": [position],
+                    "confidence": chosen_prob[row : row + 1].cpu().numpy(),
+                    "prob": chosen_prob[row : row + 1].cpu().numpy(),
+                    "proposal": sampled[row].cpu().numpy(),
+                }
+                if topk is not None:
+                    readings["topk_ids"] = topk.indices[row : row + 1].cpu().numpy()
+                    readings["topk_probs"] = topk.values[row : row + 1].cpu().numpy()
+                current[row] = state(row, step, readings)
             yield list(current)
 
     return run()

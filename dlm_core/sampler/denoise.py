@@ -40,106 +40,20 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 
+from ..state import TOPK, Blank, StepState, step_state
+from .autoregressive import decode_autoregressive_batch
+from .cache import CachedForward
 from .config import ConfigError, SamplerConfig
 from .prompt import EncodedPrompt, PromptError, encode_prompt
+from .sampling import gumbel_argmax, truncate
 from .schedule import allocate_steps, dream_timesteps, split_blocks
 from .strategies import STRATEGIES, StepContext, top_k_mask
 
-TOPK = 5
 MAX_BATCH = 256
-
-
-@dataclass(frozen=True, eq=False)
-class StepState:
-    """The canvas after one model step (numpy / plain Python only, so UI layers need no torch).
-
-    Per-position arrays have one entry per canvas position (prompt + generation slots) and are
-    read-only. Fields:
-
-    step: 0 for the initial canvas, then 1, 2, ... per model step.
-    block: index of the block this step worked on (0 for the initial state).
-    tokens (int64): ids after the step; masked positions hold ``model.mask_id``.
-    masked (bool): still masked after the step. fixed (bool): prompt tokens, never changed.
-    prompt_length: positions before the appended region; slots are ``~fixed``.
-    committed / remasked (int64, sorted): positions unmasked / re-masked (ReMDM) by this step.
-    confidence (float64): the strategy's score of its proposal at every slot that was masked in the
-        active block when the step began (see each strategy's docstring); NaN everywhere else.
-    prob (float64): the model's temperature-1 probability (guided, before truncation) of the token
-        at each position of the active block: the proposal for slots masked when the step began,
-        the committed token otherwise (so low values show doubt about earlier commits); NaN elsewhere.
-    proposal (int64): x0 at slots masked when the step began, -1 elsewhere.
-    nfe: cumulative forward evaluations for this sequence (CFG counts 2 per step).
-    elapsed: seconds since the run started (wall clock, cumulative).
-    answer_end: first position >= prompt_length holding a committed end-of-text token, else length;
-        tokens from there on are not part of the answer.
-    topk_ids / topk_probs ((length, 5), only with ``record_topk``): the five most likely tokens and
-        their ``prob``-style probabilities in the active block; -1 / NaN elsewhere. Else None.
-    """
-
-    step: int
-    block: int
-    tokens: np.ndarray
-    masked: np.ndarray
-    fixed: np.ndarray
-    prompt_length: int
-    committed: np.ndarray
-    remasked: np.ndarray
-    confidence: np.ndarray
-    prob: np.ndarray
-    proposal: np.ndarray
-    nfe: int
-    elapsed: float
-    answer_end: int
-    topk_ids: np.ndarray | None = None
-    topk_probs: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, np.ndarray):
-                value.flags.writeable = False
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, StepState):
-            return NotImplemented
-        for field in fields(self):
-            a, b = getattr(self, field.name), getattr(other, field.name)
-            if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-                if a is None or b is None or a.shape != b.shape or a.dtype.kind != b.dtype.kind:
-                    return False
-                if not np.array_equal(a, b, equal_nan=a.dtype.kind == "f"):
-                    return False
-            elif a != b:
-                return False
-        return True
-
-    __hash__ = None  # type: ignore[assignment]
-
-    @property
-    def length(self) -> int:
-        return int(self.tokens.shape[0])
-
-    @property
-    def done(self) -> bool:
-        return not bool(self.masked.any())
-
-    @property
-    def slots(self) -> np.ndarray:
-        return np.flatnonzero(~self.fixed)
-
-    def answer_ids(self) -> list[int]:
-        """Ids of the appended region up to (excluding) the first end-of-text."""
-        return [int(i) for i in self.tokens[self.prompt_length : self.answer_end]]
-
-    def text_ids(self) -> list[int]:
-        """Ids of the whole canvas up to the answer's end: prompt, infilled slots and answer."""
-        return [int(i) for i in self.tokens[: self.answer_end]]
-
 
 # -- forward passes ----------------------------------------------------------------------------------
 
@@ -173,38 +87,7 @@ class FullForward:
         return un + (self.cfg_scale + 1) * (cond - un)
 
 
-# -- sampling helpers --------------------------------------------------------------------------------
-
-
-def truncate(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
-    """Top-p then top-k (Dream's order) on logits / T (logits at T = 0); dropped tokens become -inf."""
-    if top_k is None and (top_p is None or top_p >= 1.0):
-        return logits
-    scaled = logits / temperature if temperature > 0 else logits
-    keep = torch.ones_like(logits, dtype=torch.bool)
-    if top_p is not None and top_p < 1.0:
-        ordered, order = scaled.sort(dim=-1, descending=True)
-        cumulative = ordered.softmax(-1).cumsum(-1)
-        drop = cumulative > top_p
-        drop[..., 1:] = drop[..., :-1].clone()  # keep the token that crosses top_p
-        drop[..., 0] = False
-        keep &= ~torch.zeros_like(drop).scatter_(-1, order, drop)
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = scaled.masked_fill(~keep, float("-inf")).topk(top_k, dim=-1).values[..., -1:]
-        keep &= scaled >= kth
-    return logits.masked_fill(~keep, float("-inf"))
-
-
-def gumbel_argmax(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
-    """Sample from softmax(logits / T) by LLaDA's float64 Gumbel-max: argmax exp(l) / (-log U)^T.
-
-    ``logits`` must be float64. Shifting by the row max keeps exp() finite without moving the argmax.
-    """
-    if temperature == 0:
-        return logits.argmax(-1)
-    uniform = torch.rand(logits.shape, generator=generator, dtype=torch.float64, device=logits.device)
-    shifted = torch.exp(logits - logits.amax(-1, keepdim=True))
-    return (shifted / (-torch.log(uniform)) ** temperature).argmax(-1)
+# -- re-masking ------------------------------------------------------------------------------------
 
 
 def remask_positions(
@@ -344,7 +227,7 @@ class _Run:
         self.commit_prob = torch.ones((rows, width), dtype=torch.float64, device=device)
         self.nfe = [0] * rows
         self.fixed_np = [self.fixed[row, :n].cpu().numpy().copy() for row, n in enumerate(self.lengths)]
-        self.eos = np.asarray(self.model.eos_ids, dtype=np.int64)
+        self.blanks = [Blank.of(n, self.config.record_topk) for n in self.lengths]
 
     def dream_t_s(self, block_steps: torch.Tensor, step_in_block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         t, s = [], []
@@ -370,28 +253,23 @@ class _Run:
                 current[row] = state
             yield list(current)
 
-    def _initial_state(self, row: int) -> StepState:
-        n = self.lengths[row]
-        nan = np.full(n, np.nan)
-        topk = self.config.record_topk
-        return StepState(
-            step=0,
-            block=0,
-            tokens=self.x[row, :n].cpu().numpy().copy(),  # copy: on CPU .numpy() shares the live canvas
-            masked=self.masked[row, :n].cpu().numpy().copy(),
+    def _state(self, row: int, tokens: np.ndarray, masked: np.ndarray, **readings) -> StepState:
+        return step_state(
+            tokens=tokens,
+            masked=masked,
             fixed=self.fixed_np[row],
             prompt_length=self.encoded[row].prompt_length,
-            committed=np.zeros(0, dtype=np.int64),
-            remasked=np.zeros(0, dtype=np.int64),
-            confidence=nan,
-            prob=nan.copy(),
-            proposal=np.full(n, -1, dtype=np.int64),
-            nfe=0,
-            elapsed=0.0,
-            answer_end=n,
-            topk_ids=np.full((n, TOPK), -1, dtype=np.int64) if topk else None,
-            topk_probs=np.full((n, TOPK), np.nan) if topk else None,
+            eos_ids=self.model.eos_ids,
+            blank=self.blanks[row],
+            nfe=self.nfe[row],
+            **readings,
         )
+
+    def _initial_state(self, row: int) -> StepState:
+        n = self.lengths[row]
+        # copy: on CPU .numpy() shares the live canvas
+        tokens, masked = self.x[row, :n].cpu().numpy().copy(), self.masked[row, :n].cpu().numpy().copy()
+        return self._state(row, tokens, masked, step=0, block=0)
 
     @torch.inference_mode()
     def _advance(self, step: int, start: float) -> dict[int, StepState]:
@@ -499,53 +377,30 @@ class _Run:
         candidates, transfer, remask = candidates.cpu().numpy(), transfer.cpu().numpy(), remask.cpu().numpy()
         confidence = confidence.cpu().numpy()
         prob, x0 = prob.cpu().numpy(), x0.cpu().numpy()
+        topk_ids = topk_probs = None
         if topk is not None:
-            topk_values, topk_indices = topk.values.cpu().numpy(), topk.indices.cpu().numpy()
+            topk_ids, topk_probs = topk.indices.cpu().numpy(), topk.values.cpu().numpy()
         states = {}
         for i, row in enumerate(rows.tolist()):
-            n = self.lengths[row]
-            tokens, masked = x_all[i, :n], masked_all[i, :n]
-            valid = in_block[i]
-            scored = candidates[i]
-            position = window[i]
-            confidence_row = np.full(n, np.nan)
-            confidence_row[position[scored]] = confidence[i][scored]
-            prob_row = np.full(n, np.nan)
-            prob_row[position[valid]] = prob[i][valid]
-            proposal_row = np.full(n, -1, dtype=np.int64)
-            proposal_row[position[scored]] = x0[i][scored]
-            topk_ids = topk_probs = None
-            if topk is not None:
-                topk_ids = np.full((n, TOPK), -1, dtype=np.int64)
-                topk_probs = np.full((n, TOPK), np.nan)
-                k = topk_values.shape[-1]
-                topk_ids[position[valid], :k] = topk_indices[i][valid]
-                topk_probs[position[valid], :k] = topk_values[i][valid]
-            states[row] = StepState(
+            n, valid = self.lengths[row], in_block[i]
+            states[row] = self._state(
+                row,
+                x_all[i, :n],
+                masked_all[i, :n],
                 step=step,
                 block=int(block[i]),
-                tokens=tokens,
-                masked=masked,
-                fixed=self.fixed_np[row],
-                prompt_length=self.encoded[row].prompt_length,
-                committed=np.sort(position[transfer[i]]).astype(np.int64),
-                remasked=np.sort(position[remask[i]]).astype(np.int64),
-                confidence=confidence_row,
-                prob=prob_row,
-                proposal=proposal_row,
-                nfe=self.nfe[row],
+                committed=window[i][transfer[i]],
+                remasked=window[i][remask[i]],
                 elapsed=elapsed,
-                answer_end=self._answer_end(row, tokens, masked),
-                topk_ids=topk_ids,
-                topk_probs=topk_probs,
+                window=window[i][valid],
+                scored=candidates[i][valid],
+                confidence=confidence[i][valid],
+                prob=prob[i][valid],
+                proposal=x0[i][valid],
+                topk_ids=None if topk_ids is None else topk_ids[i][valid],
+                topk_probs=None if topk_probs is None else topk_probs[i][valid],
             )
         return states
-
-    def _answer_end(self, row: int, tokens: np.ndarray, masked: np.ndarray) -> int:
-        start = self.encoded[row].prompt_length
-        is_end = np.isin(tokens[start:], self.eos) & ~masked[start:]
-        hits = np.flatnonzero(is_end)
-        return int(start + hits[0]) if hits.size else int(tokens.shape[0])
 
 
 # -- public entry points -----------------------------------------------------------------------------
@@ -567,14 +422,10 @@ def denoise_batch(model, prompts: Sequence[str | EncodedPrompt], config: Sampler
     config = SamplerConfig() if config is None else config
     if forward is None and getattr(model, "kind", None) == "autoregressive" and getattr(model, "supports_cache", False):
         # The exact KV-cached left-to-right decoder: O(1) tokens of compute per step instead of O(length).
-        from .autoregressive import decode_autoregressive_batch
-
         if config.cache is not None:
             raise ConfigError("cache", f"cache must be None for autoregressive model {model.name!r} (it always uses its exact KV cache)")
         return decode_autoregressive_batch(model, prompts, config)
     if forward is None and isinstance(config, SamplerConfig) and config.cache is not None:
-        from .cache import CachedForward
-
         try:
             forward = CachedForward(model, config.cache)
         except ValueError as error:

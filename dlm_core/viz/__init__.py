@@ -3,6 +3,7 @@ and a standalone offline replay file. Pure Python + numpy: no torch, no gradio (
 into components; ``dlm_core.viz.stream`` documents when it sends what).
 """
 
+from ..state import MASK_GLYPH
 from .canvas import (
     BIN_LABELS,
     PALETTE,
@@ -18,7 +19,7 @@ from .edit import EditError, edit_canvas, edit_prompt, editable_positions
 from .export import standalone_html
 from .heatmap import CURSOR_JS, decode_z, empty_heatmap_dict, heatmap_dict, heatmap_figure, to_json
 from .stream import UpdatePolicy
-from .view import MASK_GLYPH, Frame, RunMeta, RunView
+from .view import Frame, RunMeta, RunView
 
 __all__ = [
     "BIN_LABELS",

@@ -28,7 +28,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .view import MASK_GLYPH, Frame, RunView
+from ..state import MASK_GLYPH
+from .view import Frame, RunView
 
 # Confidence bins (ColorBrewer YlGnBu: sequential, colour-blind safe, readable in light and dark
 # themes): background, text colour. The heatmap uses the same stops.

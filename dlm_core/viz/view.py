@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-MASK_GLYPH = "\u2591"
+from ..state import MASK_GLYPH
 
 
 @dataclass(frozen=True)

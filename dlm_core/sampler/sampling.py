@@ -1,0 +1,41 @@
+"""Drawing a token from logits, shared by the diffusion loop and the autoregressive decoder.
+
+``truncate``: top-p then top-k (Dream's order) on logits / T. ``gumbel_argmax``: LLaDA's float64
+Gumbel-max, a sample from softmax(logits / T) that draws one uniform per token from the run's
+private generator (so an independent implementation can reproduce it draw for draw).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def truncate(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """Top-p then top-k (Dream's order) on logits / T (logits at T = 0); dropped tokens become -inf."""
+    if top_k is None and (top_p is None or top_p >= 1.0):
+        return logits
+    scaled = logits / temperature if temperature > 0 else logits
+    keep = torch.ones_like(logits, dtype=torch.bool)
+    if top_p is not None and top_p < 1.0:
+        ordered, order = scaled.sort(dim=-1, descending=True)
+        cumulative = ordered.softmax(-1).cumsum(-1)
+        drop = cumulative > top_p
+        drop[..., 1:] = drop[..., :-1].clone()  # keep the token that crosses top_p
+        drop[..., 0] = False
+        keep &= ~torch.zeros_like(drop).scatter_(-1, order, drop)
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = scaled.masked_fill(~keep, float("-inf")).topk(top_k, dim=-1).values[..., -1:]
+        keep &= scaled >= kth
+    return logits.masked_fill(~keep, float("-inf"))
+
+
+def gumbel_argmax(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
+    """Sample from softmax(logits / T) by LLaDA's float64 Gumbel-max: argmax exp(l) / (-log U)^T.
+
+    ``logits`` must be float64. Shifting by the row max keeps exp() finite without moving the argmax.
+    """
+    if temperature == 0:
+        return logits.argmax(-1)
+    uniform = torch.rand(logits.shape, generator=generator, dtype=torch.float64, device=logits.device)
+    shifted = torch.exp(logits - logits.amax(-1, keepdim=True))
+    return (shifted / (-torch.log(uniform)) ** temperature).argmax(-1)

@@ -1,0 +1,207 @@
+"""``StepState``, the one record every layer shares, and the constants that go with it. numpy only.
+
+The sampler produces ``StepState`` snapshots (``dlm_core.sampler``), the trajectory records and
+replays them (``dlm_core.trajectory``), the display draws them (``dlm_core.viz``); none of those
+needs torch to read one, so the type lives here, below all of them, with nothing but numpy.
+
+``step_state`` is the one way to build a state: per-step readings are given only at the positions
+the step looked at (its *window*) and spread over the canvas (NaN / -1 elsewhere), and
+``answer_end`` is derived from the tokens, so every producer (the diffusion loop, the cached
+autoregressive decoder, a trajectory read from JSON) agrees on both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import NamedTuple
+
+import numpy as np
+
+TOPK = 5  # top-k tokens recorded per position with ``record_topk``
+MASK_GLYPH = "\u2591"  # how a masked position is shown as text (a light shade block)
+
+
+@dataclass(frozen=True, eq=False)
+class StepState:
+    """The canvas after one model step (numpy / plain Python only, so UI layers need no torch).
+
+    Per-position arrays have one entry per canvas position (prompt + generation slots) and are
+    read-only. Fields:
+
+    step: 0 for the initial canvas, then 1, 2, ... per model step.
+    block: index of the block this step worked on (0 for the initial state).
+    tokens (int64): ids after the step; masked positions hold ``model.mask_id``.
+    masked (bool): still masked after the step. fixed (bool): prompt tokens, never changed.
+    prompt_length: positions before the appended region; slots are ``~fixed``.
+    committed / remasked (int64, sorted): positions unmasked / re-masked (ReMDM) by this step.
+    confidence (float64): the strategy's score of its proposal at every slot that was masked in the
+        active block when the step began (see each strategy's docstring); NaN everywhere else.
+    prob (float64): the model's temperature-1 probability (guided, before truncation) of the token
+        at each position of the active block: the proposal for slots masked when the step began,
+        the committed token otherwise (so low values show doubt about earlier commits); NaN elsewhere.
+    proposal (int64): x0 at slots masked when the step began, -1 elsewhere.
+    nfe: cumulative forward evaluations for this sequence (CFG counts 2 per step).
+    elapsed: seconds since the run started (wall clock, cumulative).
+    answer_end: first position >= prompt_length holding a committed end-of-text token, else length;
+        tokens from there on are not part of the answer (``answer_end``).
+    topk_ids / topk_probs ((length, TOPK), only with ``record_topk``): the most likely tokens and
+        their ``prob``-style probabilities in the active block; -1 / NaN elsewhere. Else None.
+    """
+
+    step: int
+    block: int
+    tokens: np.ndarray
+    masked: np.ndarray
+    fixed: np.ndarray
+    prompt_length: int
+    committed: np.ndarray
+    remasked: np.ndarray
+    confidence: np.ndarray
+    prob: np.ndarray
+    proposal: np.ndarray
+    nfe: int
+    elapsed: float
+    answer_end: int
+    topk_ids: np.ndarray | None = None
+    topk_probs: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StepState):
+            return NotImplemented
+        for field in fields(self):
+            a, b = getattr(self, field.name), getattr(other, field.name)
+            if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+                if a is None or b is None or a.shape != b.shape or a.dtype.kind != b.dtype.kind:
+                    return False
+                if not np.array_equal(a, b, equal_nan=a.dtype.kind == "f"):
+                    return False
+            elif a != b:
+                return False
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def length(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def done(self) -> bool:
+        return not bool(self.masked.any())
+
+    @property
+    def slots(self) -> np.ndarray:
+        return np.flatnonzero(~self.fixed)
+
+    def answer_ids(self) -> list[int]:
+        """Ids of the appended region up to (excluding) the first end-of-text."""
+        return [int(i) for i in self.tokens[self.prompt_length : self.answer_end]]
+
+    def text_ids(self) -> list[int]:
+        """Ids of the whole canvas up to the answer's end: prompt, infilled slots and answer."""
+        return [int(i) for i in self.tokens[: self.answer_end]]
+
+
+def answer_end(tokens: np.ndarray, masked: np.ndarray, prompt_length: int, eos_ids: Sequence[int] | np.ndarray) -> int:
+    """The first position >= ``prompt_length`` holding a committed end-of-text token, else the length."""
+    ends = np.isin(tokens[prompt_length:], np.asarray(eos_ids, dtype=np.int64)) & ~masked[prompt_length:]
+    hits = np.flatnonzero(ends)
+    return int(prompt_length + hits[0]) if hits.size else int(tokens.shape[0])
+
+
+class Blank(NamedTuple):
+    """The "nothing read here" arrays for a canvas of one length: NaN readings, -1 proposals and
+    top-k ids. Read-only, so states whose step looked at no position share them."""
+
+    nan: np.ndarray
+    no_proposal: np.ndarray
+    topk_ids: np.ndarray | None
+    topk_probs: np.ndarray | None
+
+    @classmethod
+    def of(cls, length: int, record_topk: bool) -> Blank:
+        arrays = cls(
+            np.full(length, np.nan),
+            np.full(length, -1, dtype=np.int64),
+            np.full((length, TOPK), -1, dtype=np.int64) if record_topk else None,
+            np.full((length, TOPK), np.nan) if record_topk else None,
+        )
+        for array in arrays:
+            if array is not None:
+                array.flags.writeable = False
+        return arrays
+
+
+def spread(blank: np.ndarray | None, positions: np.ndarray, values: np.ndarray | None) -> np.ndarray | None:
+    """``blank`` with ``values`` written at ``positions`` (top-k rows may be narrower than TOPK);
+    ``blank`` itself when there is nothing to write."""
+    if blank is None or values is None or len(positions) == 0:
+        return blank
+    result = blank.copy()
+    if result.ndim == 2:
+        result[positions, : values.shape[-1]] = values
+    else:
+        result[positions] = values
+    return result
+
+
+def step_state(
+    *,
+    step: int,
+    block: int,
+    tokens: np.ndarray,
+    masked: np.ndarray,
+    fixed: np.ndarray,
+    prompt_length: int,
+    eos_ids: Sequence[int] | np.ndarray,
+    blank: Blank,
+    committed: np.ndarray | Sequence[int] = (),
+    remasked: np.ndarray | Sequence[int] = (),
+    nfe: int = 0,
+    elapsed: float = 0.0,
+    window: np.ndarray | Sequence[int] = (),
+    scored: np.ndarray | None = None,
+    confidence: np.ndarray | None = None,
+    prob: np.ndarray | None = None,
+    proposal: np.ndarray | None = None,
+    topk_ids: np.ndarray | None = None,
+    topk_probs: np.ndarray | None = None,
+) -> StepState:
+    """Build a ``StepState`` from a step's readings at its ``window`` positions.
+
+    ``prob``, ``topk_ids`` and ``topk_probs`` are given per window position; ``confidence`` and
+    ``proposal`` too, but only the window positions in ``scored`` (the slots that were masked when
+    the step began; default: all of them) keep theirs. Every other position reads NaN / -1 (the
+    shared ``blank`` arrays when the window is empty). ``answer_end`` is derived here, once.
+    """
+    window = np.asarray(window, dtype=np.int64)
+    scored_positions = window if scored is None else window[scored]
+
+    def at_scored(values: np.ndarray | None) -> np.ndarray | None:
+        return values if values is None or scored is None else values[scored]
+
+    return StepState(
+        step=step,
+        block=block,
+        tokens=tokens,
+        masked=masked,
+        fixed=fixed,
+        prompt_length=prompt_length,
+        committed=np.sort(np.asarray(committed, dtype=np.int64)),
+        remasked=np.sort(np.asarray(remasked, dtype=np.int64)),
+        confidence=spread(blank.nan, scored_positions, at_scored(confidence)),
+        prob=spread(blank.nan, window, prob),
+        proposal=spread(blank.no_proposal, scored_positions, at_scored(proposal)),
+        nfe=nfe,
+        elapsed=elapsed,
+        answer_end=answer_end(tokens, masked, prompt_length, eos_ids),
+        topk_ids=spread(blank.topk_ids, window, topk_ids),
+        topk_probs=spread(blank.topk_probs, window, topk_probs),
+    )
