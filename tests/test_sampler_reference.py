@@ -212,3 +212,208 @@ def test_left_to_right_on_an_autoregressive_model_is_greedy_decoding():
     ours, states = trajectory_tokens(PROMPT, config, model=AR_MODEL)
     assert ours[-1] == greedy_autoregressive(list(AR_MODEL.encode(PROMPT)), 10)
     assert [state.committed.tolist() for state in states[1:]] == [[len(PROMPT) + i] for i in range(10)]
+
+
+# -- EB-sampler: diffusers' EntropyBoundScheduler --------------------------------------------------
+#
+# diffusers 0.42.1 ships the EB-sampler's acceptance rule (Ben-Hamu et al. 2025) as
+# ``EntropyBoundScheduler.step``, written for uniform-state canvases. Its rule and ours differ only in
+# details that the mapping below pins down:
+#
+# * temperature: diffusers divides the logits by an annealed temperature t_min + (t_max - t_min) *
+#   (N - step) / N and measures the entropy of that distribution; ours uses the temperature-1
+#   ``ctx.probs``. With t_max = t_min = 1 both measure H(softmax(logits)).
+# * which positions compete: diffusers ranks every position of its block (a uniform-state canvas has
+#   no masks); ours ranks the masked slots of the active block. The mapping feeds diffusers the
+#   candidates' logits only.
+# * the rule itself is the same: sort entropies ascending, accept where (sum of the accepted) - (the
+#   largest of them) <= gamma, with ``<=`` on both sides; the first position always passes
+#   (0 <= gamma), so both accept at least one.
+# * arithmetic: diffusers computes the left side as cumsum(H) - H, ours as the exclusive cumulative
+#   sum sum_{i<k} H_(i). Mathematically equal; in floating point cumsum - H can cancel to 0 when a
+#   tiny entropy precedes a much larger one (H = [1e-21, 1e-21, 2.4], gamma = 0: diffusers' left sides
+#   are [0, 1e-21, 0], so it accepts the 1st and 3rd but not the 2nd, which is neither a prefix nor
+#   the lowest entropies). Ours never decreases, so ours always equals the rule in exact arithmetic
+#   (checked against ``fractions``), and equals diffusers wherever diffusers' left sides agree with it.
+# * ties: diffusers sorts with ``torch.sort`` (no stability promise); ours breaks ties by reading
+#   order. When the bound cuts through a group of equal entropies, both accept the same number of
+#   slots with the same entropies, but may pick different members of the group.
+# * rejected positions: diffusers renoises them with uniform random tokens; ours leaves them masked.
+# * budget: ours also commits at least ceil(masked / steps left) (``minimum_rate``); with steps =
+#   number of slots that floor is 1, the setting used here.
+
+from fractions import Fraction  # noqa: E402
+
+from diffusers.schedulers.scheduling_entropy_bound import EntropyBoundScheduler  # noqa: E402
+
+from dlm_core.sampler import STRATEGIES, StepContext  # noqa: E402
+from dlm_core.sampler.strategies import token_entropy  # noqa: E402
+
+
+def diffusers_accepts(logits, gamma):
+    """diffusers' accepted positions for one row of logits (W x V), temperature pinned to 1."""
+    scheduler = EntropyBoundScheduler(entropy_bound=gamma, t_max=1.0, t_min=1.0, num_inference_steps=8)
+    sample = torch.zeros(1, logits.shape[0], dtype=torch.long)
+    output = scheduler.step(logits.unsqueeze(0), 0, sample, generator=torch.Generator().manual_seed(0))
+    return output.accepted_index[0]
+
+
+def ours_accepts(logits, gamma, candidates):
+    """Our ``entropy_bound`` selection for one row (W x V) with the given candidates, steps = slots."""
+    width = logits.shape[0]
+    ctx = StepContext(
+        logits=logits.unsqueeze(0), x0=logits.argmax(-1).unsqueeze(0), probs=logits.softmax(-1).unsqueeze(0),
+        candidates=candidates.unsqueeze(0), num_masked=candidates.sum().reshape(1),
+        block_size=torch.tensor([width]), block_steps=torch.tensor([width]), step_in_block=torch.tensor([0]),
+        t=torch.tensor([1.0]), s=torch.tensor([0.5]), generator=torch.Generator().manual_seed(0),
+        config=SamplerConfig(strategy="entropy_bound", gamma=gamma),
+    )
+    return STRATEGIES["entropy_bound"].fn(ctx).transfer[0]
+
+
+def diffusers_on_candidates(logits, gamma, candidates):
+    """diffusers' rule on the candidate slots only, scattered back to the full window."""
+    accepted = torch.zeros(logits.shape[0], dtype=torch.bool)
+    accepted[candidates] = diffusers_accepts(logits[candidates], gamma)
+    return accepted
+
+
+def random_logits(generator, width, vocab):
+    """Logits whose rows range from near one-hot to near uniform (entropies from ~0 to ~log V)."""
+    scale = 10 ** (torch.rand(width, 1, generator=generator, dtype=torch.float64) * 3 - 1.5)
+    return torch.randn(width, vocab, generator=generator, dtype=torch.float64) * scale
+
+
+def partial_sums(logits, candidates):
+    """The rule's left-hand sides: sums of the k - 1 lowest candidate entropies, k = 1..masked."""
+    ordered = token_entropy(logits[candidates].softmax(-1)).sort().values
+    return ordered.cumsum(0) - ordered
+
+
+def test_entropy_bound_accepts_what_diffusers_accepts_on_random_logits():
+    generator = torch.Generator().manual_seed(1234)
+    checked = cancelled = 0
+    for trial in range(300):
+        width, vocab = int(torch.randint(1, 33, (1,), generator=generator)), int(torch.randint(2, 60, (1,), generator=generator))
+        logits = random_logits(generator, width, vocab)
+        candidates = torch.rand(width, generator=generator) < 0.7
+        candidates[int(torch.randint(0, width, (1,), generator=generator))] = True  # >= 1 masked slot
+        sums = partial_sums(logits, candidates).tolist()
+        # gammas: 0, huge, a random one, and midpoints between consecutive left-hand sides (every count)
+        gammas = [0.0, 1000.0, float(torch.rand(1, generator=generator)) * 3]
+        gammas += [(a + b) / 2 for a, b in zip(sums, sums[1:], strict=False)][:: max(1, len(sums) // 6)]
+        # a gamma within rounding of a left-hand side is a coin flip for any two float implementations
+        gammas = [gamma for gamma in gammas if gamma in (0.0, 1000.0) or min(abs(gamma - s) for s in sums) > 1e-9]
+        for gamma in gammas:
+            ours = ours_accepts(logits, gamma, candidates)
+            assert torch.equal(ours, exact_accepts(token_entropy(logits.softmax(-1)), candidates, gamma))
+            if diffusers_cancels(logits[candidates], gamma):
+                cancelled += 1  # diffusers' arithmetic decides otherwise; test_diffusers_cumsum_cancellation
+                continue
+            reference = diffusers_on_candidates(logits, gamma, candidates)
+            assert torch.equal(ours, reference), (trial, gamma)
+            checked += 1
+    assert checked > 1000 and cancelled < checked / 100
+
+
+def test_entropy_bound_edge_cases_match_diffusers():
+    generator = torch.Generator().manual_seed(7)
+    logits = random_logits(generator, 16, 40)
+    everything = torch.ones(16, dtype=torch.bool)
+    lowest = int(token_entropy(logits.softmax(-1)).argmin())
+    for gamma in (0.0, 1e-12):  # entropies are > 0 here: exactly one, the lowest-entropy slot
+        assert ours_accepts(logits, gamma, everything).nonzero().flatten().tolist() == [lowest]
+        assert diffusers_accepts(logits, gamma).nonzero().flatten().tolist() == [lowest]
+    assert bool(ours_accepts(logits, 1000.0, everything).all()) and bool(diffusers_accepts(logits, 1000.0).all())
+    # one-hot rows (truncation to a single token) have entropy exactly 0: with gamma = 0 they add
+    # nothing to the sum, so all of them pass, and so does the lowest-entropy slot after them
+    peaked = logits.clone()
+    peaked[[2, 5, 11], 1:] = float("-inf")
+    rest = token_entropy(peaked.softmax(-1))
+    rest[[2, 5, 11]] = float("inf")
+    ours = ours_accepts(peaked, 0.0, everything)
+    assert ours.nonzero().flatten().tolist() == sorted([2, 5, 11, int(rest.argmin())])
+    assert torch.equal(ours, diffusers_accepts(peaked, 0.0))
+
+
+def exact_accepts(entropy, candidates, gamma):
+    """The rule in exact rational arithmetic over the given float entropies, ties in reading order."""
+    order = sorted(candidates.nonzero().flatten().tolist(), key=lambda i: (entropy[i].item(), i))
+    accepted, total = torch.zeros_like(candidates), Fraction(0)
+    for i in order:
+        if total > Fraction(gamma):  # sum of the lower entropies = the sum minus the largest
+            break
+        accepted[i], total = True, total + Fraction(entropy[i].item())
+    return accepted
+
+
+def diffusers_cancels(logits, gamma):
+    """Whether diffusers' float cumsum(H) - H decides some position differently from exact arithmetic."""
+    ordered = torch.distributions.Categorical(logits=logits).entropy().sort().values
+    exact = [sum(map(Fraction, ordered[:k].tolist()), Fraction(0)) <= Fraction(gamma) for k in range(len(ordered))]
+    return (ordered.cumsum(0) - ordered <= gamma).tolist() != exact
+
+
+def test_entropy_bound_ties_match_diffusers_in_count_and_entropies():
+    generator = torch.Generator().manual_seed(99)
+    compared = 0
+    for _ in range(50):
+        base = random_logits(generator, 4, 12)
+        rows = torch.randint(0, 4, (14,), generator=generator)
+        logits = base[rows]  # copies of 4 rows: equal entropies, bit for bit
+        everything = torch.ones(14, dtype=torch.bool)
+        entropy = token_entropy(logits.softmax(-1))
+        for gamma in (0.0, 0.3, 1.0, 2.5, 1000.0):
+            ours = ours_accepts(logits, gamma, everything)
+            # ours is the exact rule, ties broken by reading order (the leftmost of a tied group first)
+            assert torch.equal(ours, exact_accepts(entropy, everything, gamma))
+            if diffusers_cancels(logits, gamma):
+                continue  # diffusers' arithmetic decides otherwise; test_diffusers_cumsum_cancellation
+            reference = diffusers_accepts(logits, gamma)
+            assert int(ours.sum()) == int(reference.sum())
+            assert entropy[ours].sort().values.tolist() == entropy[reference].sort().values.tolist()
+            compared += 1
+    assert compared > 200
+
+
+def test_diffusers_cumsum_cancellation_and_ours_exact_prefix():
+    # Two near-one-hot rows (entropy ~1e-21) and a flat one (entropy ~log 12): at gamma = 0 the exact
+    # rule accepts one slot (the second tiny entropy already exceeds 0).
+    logits = torch.zeros(3, 12, dtype=torch.float64)
+    logits[:2, 0] = 50.0
+    entropy = token_entropy(logits.softmax(-1))
+    assert 0 < entropy[0] < 1e-15 and entropy[2] > 2
+    everything = torch.ones(3, dtype=torch.bool)
+    ours = ours_accepts(logits, 0.0, everything)
+    assert ours.tolist() == [True, False, False] == exact_accepts(entropy, everything, 0.0).tolist()
+    # diffusers: cumsum - H = [0, e, (2e + 2.48) - 2.48 = 0] accepts slot 0 and the high-entropy slot 2
+    assert diffusers_cancels(logits, 0.0)
+    assert diffusers_accepts(logits, 0.0).tolist() == [True, False, True]
+
+
+# A plain loop that takes its acceptance from diffusers: greedy proposals, block by block.
+
+
+def diffusers_entropy_bound_decode(prompt_ids, gen_length, block_length, gamma):
+    x = torch.tensor([prompt_ids + [MASK] * gen_length])
+    history = []
+    for block_start in range(len(prompt_ids), len(prompt_ids) + gen_length, block_length):
+        block_end = block_start + block_length
+        while bool((x[0, block_start:block_end] == MASK).any()):
+            logits = MODEL.logits(x)[0, block_start:block_end].to(torch.float64)
+            logits[..., MASK] = float("-inf")
+            masked = x[0, block_start:block_end] == MASK
+            accepted = torch.zeros_like(masked)
+            accepted[masked] = diffusers_accepts(logits[masked], gamma)
+            x[0, block_start:block_end] = torch.where(accepted, logits.argmax(-1), x[0, block_start:block_end])
+            history.append(x[0].tolist())
+    return history
+
+
+@pytest.mark.parametrize(("block_length", "gamma"), [(16, 0.1), (8, 1.0), (4, 0.0), (16, 5.0)])
+def test_entropy_bound_decoding_matches_a_diffusers_driven_loop(block_length, gamma):
+    config = SamplerConfig(gen_length=16, block_length=block_length, strategy="entropy_bound", gamma=gamma)
+    ours, states = trajectory_tokens(PROMPT, config)
+    reference = diffusers_entropy_bound_decode(list(MODEL.encode(PROMPT)), 16, block_length, gamma)
+    assert ours == reference
+    assert states[-1].nfe == len(reference) <= 16

@@ -277,3 +277,79 @@ def test_order_temperature_keeps_the_count_and_the_candidates():
         picked, _ = chosen("low_confidence", context([0.6, 0.99, 0.7, 0.95, 0.1, 0.3], strategy_config=config, steps=3,
                                                      candidates=[True, False, True, True, True, True], seed=seed))
         assert len(picked) == 2 and 1 not in picked  # 5 masks, 3 steps: 2 now (LLaDA's count)
+
+
+# -- entropy_bound (EB-sampler) ----------------------------------------------------------------------
+
+
+def binary_entropy(p):
+    return -(p * math.log(p) + (1 - p) * math.log(1 - p))
+
+
+def test_entropy_bound_commits_the_lowest_entropy_prefix_within_gamma():
+    probabilities = [0.6, 0.99, 0.9, 0.999, 0.8]
+    h = {i: binary_entropy(p) for i, p in enumerate(probabilities)}  # ascending: 3, 1, 2, 4, 0
+    # sum minus largest for k = 1..5: 0, h3, h3 + h1, h3 + h1 + h2, ...; gamma between the 3rd and 4th
+    gamma = (h[3] + h[1] + h[2] + h[3] + h[1]) / 2
+    config = SamplerConfig(strategy="entropy_bound", gamma=gamma)
+    picked, confidence = chosen("entropy_bound", context(probabilities, strategy_config=config))
+    assert picked == [1, 2, 3]
+    assert confidence.tolist() == pytest.approx([-h[i] for i in range(5)])  # confidence = -H
+    picked, _ = chosen("entropy_bound", context(probabilities, strategy_config=config.replace(gamma=0.0)))
+    assert picked == [3]  # gamma 0: only the lowest entropy
+    picked, _ = chosen("entropy_bound", context(probabilities, strategy_config=config.replace(gamma=1000.0)))
+    assert picked == [0, 1, 2, 3, 4]
+    picked, _ = chosen("entropy_bound", context(probabilities, strategy_config=config.replace(gamma=1000.0),
+                                                candidates=[True, False, True, False, True]))
+    assert picked == [0, 2, 4]  # only masked slots, however large gamma is
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.floats(0.5, 1.0, allow_nan=False), min_size=1, max_size=12),
+    st.floats(0, 20, allow_nan=False),
+    st.floats(0, 20, allow_nan=False),
+    st.data(),
+)
+def test_entropy_bound_at_least_one_and_monotone_in_gamma(probabilities, gamma_a, gamma_b, data):
+    candidates = data.draw(st.lists(st.booleans(), min_size=len(probabilities), max_size=len(probabilities)))
+    candidates[data.draw(st.integers(0, len(probabilities) - 1))] = True
+    low, high = sorted((gamma_a, gamma_b))
+    picks = []
+    for gamma in (low, high):
+        config = SamplerConfig(strategy="entropy_bound", gamma=gamma)
+        picked, _ = chosen("entropy_bound", context(probabilities, strategy_config=config, candidates=candidates))
+        assert len(picked) >= 1
+        picks.append(set(picked))
+    assert picks[0] <= picks[1]  # a larger bound never commits fewer (and keeps the earlier ones)
+    # what is committed has entropy no higher than any candidate left masked
+    entropy = [binary_entropy(p) if p < 1 else 0.0 for p in probabilities]
+    left = [i for i, c in enumerate(candidates) if c and i not in picks[1]]
+    assert all(entropy[i] <= entropy[j] + 1e-12 for i in picks[1] for j in left)
+
+
+def test_entropy_bound_budget_floor_finishes_the_block_in_time():
+    config = SamplerConfig(strategy="entropy_bound", gamma=0.0)
+    probabilities = [0.6, 0.7, 0.8, 0.9]
+    picked, _ = chosen("entropy_bound", context(probabilities, strategy_config=config, steps=2))
+    assert picked == [2, 3]  # ceil(4 masked / 2 steps left) = 2, the two lowest entropies
+    picked, _ = chosen("entropy_bound", context(probabilities, strategy_config=config, steps=2, step=1))
+    assert picked == [0, 1, 2, 3]  # last budgeted step: everything
+
+
+@pytest.mark.parametrize(("steps", "gamma"), [(None, 0.0), (None, 0.5), (4, 0.0), (6, 0.05), (8, 1000.0)])
+def test_entropy_bound_run_finishes_every_block_within_its_budget(steps, gamma):
+    from dlm_core.models import tiny_random_model
+    from dlm_core.sampler import denoise
+
+    config = SamplerConfig(gen_length=16, block_length=8, steps=steps, strategy="entropy_bound", gamma=gamma,
+                           temperature=1.0, seed=3)
+    states = list(denoise(tiny_random_model(seed=0), "To be", config))
+    final = states[-1]
+    assert not final.masked.any()
+    assert len(states) - 1 <= (steps or 16)
+    assert sum(len(state.committed) for state in states) == 16
+    if gamma == 1000.0:
+        assert len(states) - 1 == 2  # one step per block: everything at once
+    if gamma == 0.0 and steps is None:
+        assert len(states) - 1 == 16  # exactly one per step

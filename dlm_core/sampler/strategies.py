@@ -295,18 +295,22 @@ def token_entropy(probs: torch.Tensor) -> torch.Tensor:
 
 def entropy_bound_count(entropy: torch.Tensor, candidates: torch.Tensor, gamma: float) -> torch.Tensor:
     """The EB-sampler's count: with H_(1) <= H_(2) <= ... the sorted entropies of a row's candidates,
-    the largest k with sum_{i<=k} H_(i) - H_(k) <= gamma (the sum minus the largest accepted entropy,
-    computed as cumulative sum minus the current entry, as the reference does).
+    the largest k with sum_{i<=k} H_(i) - H_(k) <= gamma (the sum minus the largest accepted entropy).
 
-    The left side is sum_{i<k} H_(i), non-decreasing in k, so the accepted slots form a prefix of the
-    sorted order and k >= 1 for every gamma >= 0. Non-candidates sort last and are never counted.
+    The left side is sum_{i<k} H_(i), computed as that exclusive cumulative sum: adding entropies
+    >= 0 never decreases it, even in floating point, so the accepted slots form a prefix of the sorted
+    order and k >= 1 for every gamma >= 0. (Writing it as cumsum - H_(k), as diffusers does, can
+    cancel to 0 when a tiny entropy precedes a large one; see tests/test_sampler_reference.py.)
+    Non-candidates sort last and are never counted.
     """
     key = torch.where(candidates, entropy, torch.full_like(entropy, float("inf")))
     ordered = key.sort(dim=1).values
     rank = torch.arange(ordered.shape[1], device=ordered.device)
     within = rank < candidates.sum(1, keepdim=True)
     ordered = torch.where(within, ordered, torch.zeros_like(ordered))  # keep the cumsum finite
-    return (within & (ordered.cumsum(1) - ordered <= gamma)).sum(1)
+    before = ordered.cumsum(1).roll(1, dims=1)  # sum_{i<k} H_(i): shift the cumulative sum right by one
+    before[:, :1] = 0
+    return (within & (before <= gamma)).sum(1)
 
 
 @strategy("entropy_bound", exact_steps=False)
