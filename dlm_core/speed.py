@@ -673,3 +673,48 @@ def explain_lane(
     if cache is not None:
         curves["no cache, one sequence"] = speedup_curve(prompt_tokens, length, None, block=block, hardware=hardware)
     return LaneExplanation(cost, verdict, scenarios, curves)
+
+
+# -- command line: the projection table the README quotes ---------------------------------------------
+
+
+def projection_table(
+    prompt_tokens: int = 16,
+    lengths: Sequence[int] = (256, 512),
+    tokens_per_pass: Sequence[float] = (1, 2, 4, 8, 16),
+    hardware: Hardware = H100_SXM,
+    large_batch: int = 64,
+) -> str:
+    """Markdown: projected speed-up over the AR model per setting (rows) and tokens per pass (columns)."""
+    settings = [("dual cache", "dual", 1), ("no cache", None, 1), (f"dual cache, batch {large_batch}", "dual", large_batch),
+                (f"no cache, batch {large_batch}", None, large_batch)]
+    head = "| length | setting | " + " | ".join(f"{k:g} tok/pass" for k in tokens_per_pass) + " |"
+    lines = [
+        f"Projected speed-up of {LLADA_8B.name} over {AR_8B.name}, {hardware.name}; prompt {prompt_tokens} "
+        f"tokens, blocks of 32, steady tokens per pass (roofline: see dlm_core/speed.py).",
+        "",
+        head,
+        "| ---: | --- |" + " ---: |" * len(tokens_per_pass),
+    ]
+    for length in lengths:
+        for name, cache, batch in settings:
+            curve = dict(speedup_curve(prompt_tokens, length, cache, batch=batch, tokens_per_pass=tokens_per_pass,
+                                       hardware=hardware))
+            cells = [f"{curve[k]:.2f}x" if k in curve else "" for k in tokens_per_pass]
+            lines.append(f"| {length} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m dlm_core.speed", description="Print the roofline projection table.")
+    parser.add_argument("--hardware", choices=sorted(HARDWARE), default="h100-sxm")
+    parser.add_argument("--prompt-tokens", type=int, default=16)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[256, 512])
+    args = parser.parse_args(argv)
+    print(projection_table(args.prompt_tokens, args.lengths, hardware=HARDWARE[args.hardware]))
+
+
+if __name__ == "__main__":
+    main()

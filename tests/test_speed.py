@@ -243,3 +243,10 @@ def test_speedup_figure_structure():
     assert figure["data"][2]["y"] == [1.0, 3.9]
     assert "&lt;cache&gt;" in figure["data"][2]["hovertemplate"]
     assert figure["layout"]["xaxis"]["type"] == "log"
+
+
+def test_projection_table_matches_the_curves():
+    table = speed.projection_table(prompt_tokens=16, lengths=(256,), tokens_per_pass=(1, 8))
+    expected = dict(speed.speedup_curve(16, 256, "dual", tokens_per_pass=(1, 8)))
+    assert f"| 256 | dual cache | {expected[1]:.2f}x | {expected[8]:.2f}x |" in table
+    assert table.count("| 256 |") == 4 and "H100 SXM" in table
