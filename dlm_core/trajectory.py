@@ -569,8 +569,12 @@ class _Reader:
             if record_topk:
                 rows_ids = self.array(step["topk_ids"], f"{where}.topk_ids", width)
                 rows_probs = self.array(step["topk_probs"], f"{where}.topk_probs", width)
-                topk_ids = [self.int_array(r, f"{where}.topk_ids[{n}]", -1, MAX_TOKEN_ID, TOPK) for n, r in enumerate(rows_ids)]
-                topk_probs = [self.float_array(r, f"{where}.topk_probs[{n}]", TOPK, 0.0, 1.0) for n, r in enumerate(rows_probs)]
+                topk_ids = [
+                    self.int_array(r, f"{where}.topk_ids[{n}]", -1, MAX_TOKEN_ID, TOPK) for n, r in enumerate(rows_ids)
+                ]
+                topk_probs = [
+                    self.float_array(r, f"{where}.topk_probs[{n}]", TOPK, 0.0, 1.0) for n, r in enumerate(rows_probs)
+                ]
                 readings["topk_ids"] = np.asarray(topk_ids, dtype=np.int64).reshape(width, TOPK)
                 readings["topk_probs"] = np.asarray(topk_probs, dtype=np.float64).reshape(width, TOPK)
                 self.require_known(readings["topk_ids"][readings["topk_ids"] >= 0], f"{where}.topk_ids")
@@ -611,4 +615,3 @@ class _Reader:
         missing = np.setdiff1d(np.asarray(ids, dtype=np.int64), self.known)
         if missing.size:
             raise TrajectoryError(where, f"token id {int(missing[0])} has no entry in vocab")
-

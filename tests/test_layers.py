@@ -163,6 +163,7 @@ def test_the_display_layer_loads_without_torch():
 
 
 if __name__ == "__main__":  # the README's Layout table, from the real imports
+
     def unit(name: str) -> str:
         return next((p for _, prefixes in LAYERS for p in prefixes if name == p or name.startswith(p + ".")), name)
 

@@ -34,12 +34,18 @@ from .sampling import gumbel_argmax, truncate
 def check_autoregressive(model, config: SamplerConfig, slot_counts: Sequence[int]) -> None:
     """The settings an autoregressive model can honour; ``ConfigError`` naming the field otherwise."""
     if config.strategy != "left_to_right":
-        raise ConfigError("strategy", f"strategy must be left_to_right for autoregressive model {model.name!r}, got {config.strategy}")
+        raise ConfigError(
+            "strategy", f"strategy must be left_to_right for autoregressive model {model.name!r}, got {config.strategy}"
+        )
     if config.cfg_scale > 0:
-        raise ConfigError("cfg_scale", f"cfg_scale must be 0 for autoregressive model {model.name!r}, got {config.cfg_scale}")
+        raise ConfigError(
+            "cfg_scale", f"cfg_scale must be 0 for autoregressive model {model.name!r}, got {config.cfg_scale}"
+        )
     for slots in slot_counts:
         if config.steps is not None and config.steps != slots:
-            raise ConfigError("steps", f"steps must equal the number of generation slots ({slots}) or be None, got {config.steps}")
+            raise ConfigError(
+                "steps", f"steps must equal the number of generation slots ({slots}) or be None, got {config.steps}"
+            )
 
 
 def decode_autoregressive_batch(model, prompts: Sequence[str | EncodedPrompt], config: SamplerConfig) -> Iterator[list]:
@@ -54,7 +60,9 @@ def decode_autoregressive_batch(model, prompts: Sequence[str | EncodedPrompt], c
     encoded = [encode_prompt(model, text, config.gen_length) for text in prompts]
     check_autoregressive(model, config, [len(e.slots) for e in encoded])
     if any(e.slots[0] == 0 for e in encoded):
-        raise PromptError("prompt", "prompt must not start with [MASK] for an autoregressive model (nothing to predict it from)")
+        raise PromptError(
+            "prompt", "prompt must not start with [MASK] for an autoregressive model (nothing to predict it from)"
+        )
     if not getattr(model, "supports_cache", False):
         raise ConfigError("model", f"model {model.name!r} has no key/value cache for autoregressive decoding")
 
@@ -104,7 +112,9 @@ def decode_autoregressive_batch(model, prompts: Sequence[str | EncodedPrompt], c
                 nfe[row] += 1
             last = logits[:, -1:].to(torch.float64)  # the prediction for ``position``
             last[..., model.mask_id] = float("-inf")
-            sampled = gumbel_argmax(truncate(last, config.temperature, config.top_k, config.top_p), config.temperature, generator)
+            sampled = gumbel_argmax(
+                truncate(last, config.temperature, config.top_k, config.top_p), config.temperature, generator
+            )
             probs = last.softmax(-1)
             chosen_prob = probs.gather(-1, sampled.unsqueeze(-1)).squeeze(-1)[:, 0]
             topk = probs[:, 0].topk(min(TOPK, probs.shape[-1]), dim=-1) if config.record_topk else None

@@ -6,7 +6,8 @@ several prompts with ONE forward pass per step and yields a list of states (one 
 step; ``denoise`` is its batch-of-one case. Both validate everything before returning the generator,
 so bad settings raise ``ConfigError`` / ``PromptError`` at the call, before any forward pass.
 
-One step (LLaDA's Algorithm 5 generalised; all tensors batched over rows, no per-position loops):
+One step (LLaDA's Algorithm 5 generalised; all tensors batched over rows, no per-position loops;
+``_Run._advance`` runs these as named sub-steps and returns one ``_StepResult``):
 
 1. Forward: logits for every position of the canvas (``FullForward``; under classifier-free
    guidance the conditional and the unconditional canvas, whose fixed prompt tokens are replaced by
@@ -40,6 +41,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -51,7 +53,7 @@ from .config import ConfigError, SamplerConfig
 from .prompt import EncodedPrompt, PromptError, encode_prompt
 from .sampling import gumbel_argmax, truncate
 from .schedule import allocate_steps, dream_timesteps, split_blocks
-from .strategies import STRATEGIES, StepContext, top_k_mask
+from .strategies import STRATEGIES, Selection, StepContext, top_k_mask
 
 MAX_BATCH = 256
 
@@ -248,8 +250,8 @@ class _Run:
         step = 0
         while bool(self.masked.any()):
             step += 1
-            updates = self._advance(step, start)
-            for row, state in updates.items():
+            result = self._advance(step)
+            for row, state in self._states_after(step, time.perf_counter() - start, result).items():
                 current[row] = state
             yield list(current)
 
@@ -271,113 +273,144 @@ class _Run:
         tokens, masked = self.x[row, :n].cpu().numpy().copy(), self.masked[row, :n].cpu().numpy().copy()
         return self._state(row, tokens, masked, step=0, block=0)
 
+    # -- one step: window, forward, propose, choose, re-mask, apply, advance blocks ------------------
+
     @torch.inference_mode()
-    def _advance(self, step: int, start: float) -> dict[int, StepState]:
-        """One model step for every row that still has masks. Returns the new state of those rows."""
-        config, model, device = self.config, self.model, self.x.device
+    def _advance(self, step: int) -> _StepResult:
+        """One model step for every row that still has masks (RNG draws (a), (b), (c) in that order)."""
+        window = self._window()
+        logits = self._forward(window, step)
+        proposal = self._propose(logits)  # draw (a)
+        candidates = self.masked[window.rows].gather(1, window.positions) & window.in_block
+        selection = self._choose(window, proposal, candidates)  # draw (b)
+        transfer, remask = self._remask(window, candidates, selection)  # draw (c)
+        prob = self._apply(window, proposal, candidates, transfer, remask)
+        self._advance_blocks(window, candidates, transfer, remask)
+        return _StepResult(window, proposal, candidates, transfer, remask, selection.confidence, prob)
+
+    def _window(self) -> _Window:
+        """The rows with masks left and each one's active block, as positions in reading order."""
         rows = self.masked.any(1).nonzero().squeeze(1)
         block = self.block[rows]
-        block_start = self.block_start[rows].gather(1, block.unsqueeze(1)).squeeze(1)
-        block_size = self.block_size[rows].gather(1, block.unsqueeze(1)).squeeze(1)
-        block_steps = self.block_steps[rows].gather(1, block.unsqueeze(1)).squeeze(1)
-        step_in_block = self.step_in_block[rows]
 
-        # The window: each row's active block, as positions in reading order (W = widest block).
-        width = int(block_size.max())
-        offsets = torch.arange(width, device=device)
-        in_block = offsets < block_size.unsqueeze(1)
-        slot_index = (block_start.unsqueeze(1) + offsets).clamp(max=self.slots.shape[1] - 1)
-        window = self.slots[rows].gather(1, slot_index)
-        x = self.x[rows]
-        attention_mask = None if self.attention_mask is None else self.attention_mask[rows]
+        def of_block(table: torch.Tensor) -> torch.Tensor:
+            return table[rows].gather(1, block.unsqueeze(1)).squeeze(1)
 
-        logits = self.forward(x, attention_mask, self.fixed[rows], window).to(torch.float64)
-        logits[..., model.mask_id] = float("-inf")  # never propose [MASK] itself
+        start, size = of_block(self.block_start), of_block(self.block_size)
+        offsets = torch.arange(int(size.max()), device=self.x.device)  # W = the widest active block
+        slot_index = (start.unsqueeze(1) + offsets).clamp(max=self.slots.shape[1] - 1)
+        return _Window(
+            rows=rows,
+            block=block,
+            size=size,
+            steps=of_block(self.block_steps),
+            step_in_block=self.step_in_block[rows],
+            positions=self.slots[rows].gather(1, slot_index),
+            in_block=offsets < size.unsqueeze(1),
+        )
+
+    def _forward(self, window: _Window, step: int) -> torch.Tensor:
+        """float64 logits (b x W x V) at the window, [MASK] itself never proposed."""
+        attention_mask = None if self.attention_mask is None else self.attention_mask[window.rows]
+        logits = self.forward(self.x[window.rows], attention_mask, self.fixed[window.rows], window.positions)
+        logits = logits.to(torch.float64)
+        logits[..., self.model.mask_id] = float("-inf")
         # One reduction instead of elementwise checks: a row max is NaN/+inf iff the row holds one
         # (or -inf iff every token is -inf, which would make softmax NaN as well).
         if not bool(torch.isfinite(logits.amax(-1)).all()):
-            raise FloatingPointError(f"model {model.name!r} returned NaN or infinite logits at step {step}")
+            raise FloatingPointError(f"model {self.model.name!r} returned NaN or infinite logits at step {step}")
+        return logits
+
+    def _propose(self, logits: torch.Tensor) -> _Proposal:
+        """x0 per window slot from the truncated logits; probabilities before and after truncation."""
+        config = self.config
         filtered = truncate(logits, config.temperature, config.top_k, config.top_p)
-        x0 = gumbel_argmax(filtered, config.temperature, self.generator)  # RNG draw (a)
-        candidates = self.masked[rows].gather(1, window) & in_block
-        t, s = self.dream_t_s(block_steps, step_in_block)
+        probs = filtered.softmax(-1)
+        model_probs = probs if filtered is logits else logits.softmax(-1)
+        x0 = gumbel_argmax(filtered, config.temperature, self.generator)
+        topk = model_probs.topk(min(TOPK, model_probs.shape[-1]), dim=-1) if config.record_topk else None
+        return _Proposal(filtered, probs, model_probs, x0, topk)
+
+    def _choose(self, window: _Window, proposal: _Proposal, candidates: torch.Tensor) -> Selection:
+        """The strategy scores the masked slots of each block and picks the ones to commit."""
+        t, s = self.dream_t_s(window.steps, window.step_in_block)
         context = StepContext(
-            logits=filtered,
-            x0=x0,
-            probs=filtered.softmax(-1),
+            logits=proposal.logits,
+            x0=proposal.x0,
+            probs=proposal.probs,
             candidates=candidates,
             num_masked=candidates.sum(1),
-            block_size=block_size,
-            block_steps=block_steps,
-            step_in_block=step_in_block,
+            block_size=window.size,
+            block_steps=window.steps,
+            step_in_block=window.step_in_block,
             t=t,
             s=s,
             generator=self.generator,
-            config=config,
+            config=self.config,
         )
-        selection = self.spec.fn(context)  # RNG draw (b), if the strategy draws
-        transfer = selection.transfer & candidates
-        model_probs = context.probs if filtered is logits else logits.softmax(-1)
+        selection = self.spec.fn(context)
+        return Selection(selection.confidence, selection.transfer & candidates)
 
-        committed_before = ~self.masked[rows].gather(1, window) & in_block
-        if config.remask is not None:
-            psi = self.commit_prob[rows].gather(1, window)
-            remask = remask_positions(config, candidates, transfer, committed_before, psi, block_size, self.generator)
-            # Pay back every re-masked token with one more commit: the next most confident masks.
-            extra = top_k_mask(selection.confidence, candidates & ~transfer, remask.sum(1))
-            transfer = transfer | extra
-        else:
-            remask = torch.zeros_like(transfer)
+    def _remask(
+        self, window: _Window, candidates: torch.Tensor, selection: Selection
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(transfer, remask): ReMDM re-masks earlier commits of the block, each one paid back by one
+        extra commit (the next most confident mask), so the masks left match the schedule."""
+        transfer = selection.transfer
+        if self.config.remask is None:
+            return transfer, torch.zeros_like(transfer)
+        committed_before = ~self.masked[window.rows].gather(1, window.positions) & window.in_block
+        psi = self.commit_prob[window.rows].gather(1, window.positions)
+        remask = remask_positions(self.config, candidates, transfer, committed_before, psi, window.size, self.generator)
+        extra = top_k_mask(selection.confidence, candidates & ~transfer, remask.sum(1))
+        return transfer | extra, remask
 
-        # Apply: commits take x0, re-masked tokens go back to [MASK].
-        row_index = rows.unsqueeze(1).expand_as(window)
-        shown = torch.where(candidates, x0, x.gather(1, window))
-        shown_prob = model_probs.gather(-1, shown.unsqueeze(-1)).squeeze(-1)
-        commit_rows, commit_pos = row_index[transfer], window[transfer]
-        self.x[commit_rows, commit_pos] = x0[transfer]
-        self.masked[commit_rows, commit_pos] = False
-        self.commit_prob[commit_rows, commit_pos] = shown_prob[transfer]
-        self.x[row_index[remask], window[remask]] = model.mask_id
-        self.masked[row_index[remask], window[remask]] = True
+    def _apply(
+        self,
+        window: _Window,
+        proposal: _Proposal,
+        candidates: torch.Tensor,
+        transfer: torch.Tensor,
+        remask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Commits take x0, re-masked tokens go back to [MASK]. Returns the model probability of the
+        token each window slot shows (its proposal if it was masked, else its committed token)."""
+        positions = window.positions
+        rows = window.rows.unsqueeze(1).expand_as(positions)
+        shown = torch.where(candidates, proposal.x0, self.x[window.rows].gather(1, positions))
+        prob = proposal.model_probs.gather(-1, shown.unsqueeze(-1)).squeeze(-1)
+        commit_rows, commit_positions = rows[transfer], positions[transfer]
+        self.x[commit_rows, commit_positions] = proposal.x0[transfer]
+        self.masked[commit_rows, commit_positions] = False
+        self.commit_prob[commit_rows, commit_positions] = prob[transfer]
+        self.x[rows[remask], positions[remask]] = self.model.mask_id
+        self.masked[rows[remask], positions[remask]] = True
+        return prob
 
-        # Advance blocks: a block is done when none of its slots is masked.
+    def _advance_blocks(
+        self, window: _Window, candidates: torch.Tensor, transfer: torch.Tensor, remask: torch.Tensor
+    ) -> None:
+        """A block is done when none of its slots is masked; its row moves to the next block."""
         left = (candidates & ~transfer).sum(1) + remask.sum(1)
-        if bool(((left > 0) & (step_in_block + 1 >= block_steps)).any()):
-            raise RuntimeError(f"internal error: a block overran its {block_steps.tolist()} step budget")
+        if bool(((left > 0) & (window.step_in_block + 1 >= window.steps)).any()):
+            raise RuntimeError(f"internal error: a block overran its {window.steps.tolist()} step budget")
         finished = left == 0
-        self.block[rows] = block + finished.long()
-        self.step_in_block[rows] = torch.where(finished, torch.zeros_like(step_in_block), step_in_block + 1)
-        for row in rows.tolist():
+        self.block[window.rows] = window.block + finished.long()
+        self.step_in_block[window.rows] = torch.where(
+            finished, torch.zeros_like(window.step_in_block), window.step_in_block + 1
+        )
+        for row in window.rows.tolist():
             self.nfe[row] += self.forward.cost
 
-        topk = model_probs.topk(min(TOPK, model_probs.shape[-1]), dim=-1) if config.record_topk else None
-        return self._states_after(
-            step,
-            start,
-            rows,
-            block,
-            window,
-            in_block,
-            candidates,
-            transfer,
-            remask,
-            selection.confidence,
-            shown_prob,
-            x0,
-            topk,
-        )
-
-    def _states_after(
-        self, step, start, rows, block, window, in_block, candidates, transfer, remask, confidence, prob, x0, topk
-    ) -> dict[int, StepState]:
-        """Tensor -> numpy conversion of the step's results (one transfer per tensor, then per-row slicing)."""
-        elapsed = time.perf_counter() - start
-        x_all, masked_all = self.x[rows].cpu().numpy(), self.masked[rows].cpu().numpy()
-        window, in_block = window.cpu().numpy(), in_block.cpu().numpy()
-        candidates, transfer, remask = candidates.cpu().numpy(), transfer.cpu().numpy(), remask.cpu().numpy()
-        confidence = confidence.cpu().numpy()
-        prob, x0 = prob.cpu().numpy(), x0.cpu().numpy()
-        topk_ids = topk_probs = None
+    def _states_after(self, step: int, elapsed: float, result: _StepResult) -> dict[int, StepState]:
+        """The new ``StepState`` of every row the step decoded (one device-to-host copy per tensor)."""
+        rows = result.window.rows
+        tokens, masked = self.x[rows].cpu().numpy(), self.masked[rows].cpu().numpy()
+        blocks = result.window.block.tolist()
+        positions, in_block = result.window.positions.cpu().numpy(), result.window.in_block.cpu().numpy()
+        candidates, transfer, remask = (t.cpu().numpy() for t in (result.candidates, result.transfer, result.remask))
+        confidence, prob, x0 = (t.cpu().numpy() for t in (result.confidence, result.prob, result.proposal.x0))
+        topk, topk_ids, topk_probs = result.proposal.topk, None, None
         if topk is not None:
             topk_ids, topk_probs = topk.indices.cpu().numpy(), topk.values.cpu().numpy()
         states = {}
@@ -385,14 +418,14 @@ class _Run:
             n, valid = self.lengths[row], in_block[i]
             states[row] = self._state(
                 row,
-                x_all[i, :n],
-                masked_all[i, :n],
+                tokens[i, :n],
+                masked[i, :n],
                 step=step,
-                block=int(block[i]),
-                committed=window[i][transfer[i]],
-                remasked=window[i][remask[i]],
+                block=blocks[i],
+                committed=positions[i][transfer[i]],
+                remasked=positions[i][remask[i]],
                 elapsed=elapsed,
-                window=window[i][valid],
+                window=positions[i][valid],
                 scored=candidates[i][valid],
                 confidence=confidence[i][valid],
                 prob=prob[i][valid],
@@ -401,6 +434,41 @@ class _Run:
                 topk_probs=None if topk_probs is None else topk_probs[i][valid],
             )
         return states
+
+
+@dataclass
+class _Window:
+    """The b rows decoded at a step and the W slots of each row's active block (torch, on device)."""
+
+    rows: torch.Tensor  # b: row indices into the batch
+    block: torch.Tensor  # b: index of the active block
+    size: torch.Tensor  # b: slots in the block
+    steps: torch.Tensor  # b: steps budgeted for the block
+    step_in_block: torch.Tensor  # b: j, 0-based step inside the block
+    positions: torch.Tensor  # b x W: canvas positions of the block's slots, reading order
+    in_block: torch.Tensor  # b x W bool: False past a narrower block's end
+
+
+@dataclass
+class _Proposal:
+    logits: torch.Tensor  # b x W x V float64: truncated logits (-inf outside top-k / top-p)
+    probs: torch.Tensor  # softmax(logits): what strategies score
+    model_probs: torch.Tensor  # softmax before truncation: what StepState.prob reports
+    x0: torch.Tensor  # b x W: the proposed token per slot
+    topk: torch.return_types.topk | None  # of model_probs, with record_topk
+
+
+@dataclass
+class _StepResult:
+    """What one step did, per decoded row and window slot (torch, on device)."""
+
+    window: _Window
+    proposal: _Proposal
+    candidates: torch.Tensor  # b x W bool: slots masked when the step began
+    transfer: torch.Tensor  # committed by this step
+    remask: torch.Tensor  # re-masked by this step
+    confidence: torch.Tensor  # the strategy's score
+    prob: torch.Tensor  # model probability of the token each slot shows
 
 
 # -- public entry points -----------------------------------------------------------------------------
@@ -423,7 +491,10 @@ def denoise_batch(model, prompts: Sequence[str | EncodedPrompt], config: Sampler
     if forward is None and getattr(model, "kind", None) == "autoregressive" and getattr(model, "supports_cache", False):
         # The exact KV-cached left-to-right decoder: O(1) tokens of compute per step instead of O(length).
         if config.cache is not None:
-            raise ConfigError("cache", f"cache must be None for autoregressive model {model.name!r} (it always uses its exact KV cache)")
+            raise ConfigError(
+                "cache",
+                f"cache must be None for autoregressive model {model.name!r} (it always uses its exact KV cache)",
+            )
         return decode_autoregressive_batch(model, prompts, config)
     if forward is None and isinstance(config, SamplerConfig) and config.cache is not None:
         try:
@@ -434,7 +505,9 @@ def denoise_batch(model, prompts: Sequence[str | EncodedPrompt], config: Sampler
     return run.states()
 
 
-def denoise(model, prompt: str | EncodedPrompt, config: SamplerConfig | None = None, *, forward=None) -> Iterator[StepState]:
+def denoise(
+    model, prompt: str | EncodedPrompt, config: SamplerConfig | None = None, *, forward=None
+) -> Iterator[StepState]:
     """Denoise one prompt (text, or a canvas of token ids from ``canvas_prompt``); yields the initial
     state, then one ``StepState`` per model step.
 
