@@ -5,14 +5,18 @@
   like the corpus to the scorer; degenerate repetition can also score low, hence
 * token entropy: the entropy (nats) of the empirical token distribution within one sample, the usual
   companion check (a looping sample has low entropy);
-* repetition: the share of 4-grams in a sample that already occurred earlier in the same sample.
+* repetition: the share of 4-grams in a sample that already occurred earlier in the same sample;
+* known words: the share of a sample's words (lower-cased letter runs, inner apostrophes kept) that
+  occur somewhere in the training plays: invented words ("thouse", "preciout") lower it.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -64,3 +68,28 @@ def repeated_ngram_share(ids: Sequence[int], n: int = 4) -> float:
         repeats += gram in seen
         seen.add(gram)
     return repeats / len(grams)
+
+
+WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text``: lower-cased runs of letters, apostrophes inside a word kept (o'er, 'tis -> tis)."""
+    return WORD.findall(text.lower())
+
+
+@lru_cache(maxsize=1)
+def training_vocabulary() -> frozenset[str]:
+    """Every word of the training plays (the held-out plays excluded)."""
+    from .data import load_plays, split_plays
+
+    train, _ = split_plays(load_plays())
+    return frozenset(word for text in train.values() for word in words(text))
+
+
+def known_word_share(text: str, vocabulary: frozenset[str] | None = None) -> float:
+    """Share of the words of ``text`` (occurrences, not distinct words) found in ``vocabulary``
+    (default: the training plays'); NaN for a text without words."""
+    found = words(text)
+    vocabulary = training_vocabulary() if vocabulary is None else vocabulary
+    return sum(word in vocabulary for word in found) / len(found) if found else math.nan
