@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from app_server import API_DEFAULTS, FINAL_TEXT, running_app  # noqa: E402 (tests/ is not a package)
+from app_server import API_DEFAULTS, OUTPUT, running_app  # noqa: E402 (tests/ is not a package)
 
 PROMPTS = ("ROMEO:\n", "JULIET:\n", "HAMLET:\nTo be, or not to be", "First Citizen:\n", "KING LEAR:\n")
 # The API's settings as the tests send them, sampled at temperature 0.8; model, prompt, seed and
@@ -102,7 +102,8 @@ def check_loopback(url: str) -> None:
 
 
 def final_text(outputs: list) -> str | None:
-    texts = [o[FINAL_TEXT] for o in outputs if isinstance(o, list | tuple) and isinstance(o[FINAL_TEXT], str)]
+    final = OUTPUT["final_text"]
+    texts = [o[final] for o in outputs if isinstance(o, list | tuple) and isinstance(o[final], str)]
     texts = [t for t in texts if t]
     return texts[-1] if texts else None
 

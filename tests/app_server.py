@@ -23,6 +23,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # benchmarks/load_test.py imports this file with only tests/ on the path
+    sys.path.insert(0, str(ROOT))
+
+from ui.streaming import RUN_OUTPUTS  # noqa: E402 (after the path fix above)
+
 ARTIFACTS = ROOT / "test-artifacts"
 START_TIMEOUT = 120.0  # seconds; importing torch + gradio on a busy 2-core machine is slow
 
@@ -124,7 +129,8 @@ API_DEFAULTS = {
 
 # -- reading the app's run outputs (shared by the API, hardening and browser tests) -----------------
 
-CANVAS, HEATMAP, SCRUB, STATS, FINAL_TEXT = 0, 1, 2, 3, 4  # outputs of a run event (app._run_outputs)
+# A run event's outputs by name (the app's own list, ui.streaming.RUN_OUTPUTS): ``out[OUTPUT["canvas"]]``.
+OUTPUT = {name: index for index, name in enumerate(RUN_OUTPUTS)}
 
 
 def canvas_state(markup) -> tuple[int, str] | None:
@@ -136,7 +142,8 @@ def canvas_state(markup) -> tuple[int, str] | None:
 
 
 def final_text(outputs: list) -> str:
-    texts = [out[FINAL_TEXT] for out in outputs if isinstance(out[FINAL_TEXT], str) and out[FINAL_TEXT]]
+    index = OUTPUT["final_text"]
+    texts = [out[index] for out in outputs if isinstance(out[index], str) and out[index]]
     assert texts, "no final text arrived"
     return texts[-1]
 

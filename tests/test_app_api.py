@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from app_server import API_DEFAULTS, CANVAS, FINAL_TEXT, HEATMAP, STATS, canvas_state, direct, final_text, running_app
+from app_server import API_DEFAULTS, OUTPUT, canvas_state, direct, final_text, running_app
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
@@ -38,7 +38,7 @@ def test_generate_streams_every_stage_and_matches_a_direct_run(url):
         if first_update is None:
             first_update = time.monotonic() - started
     outputs = job.outputs()
-    frames = [canvas_state(out[CANVAS]) for out in outputs]
+    frames = [canvas_state(out[OUTPUT["canvas"]]) for out in outputs]
     frames = [f for f in frames if f is not None]
     assert frames[0] == (0, "running")  # the all-mask canvas comes first
     live = [step for step, status in frames if status == "running" and step > 0]
@@ -49,10 +49,12 @@ def test_generate_streams_every_stage_and_matches_a_direct_run(url):
     assert 0 < live[0] < last_step
     expected = direct(values["prompt"], gen_length=160, steps=160, temperature=0.7, seed=3)
     assert final_text(outputs) == expected
-    heatmaps = [out[HEATMAP] for out in outputs if isinstance(out[HEATMAP], dict) and out[HEATMAP].get("plot")]
+    heatmaps = [out[OUTPUT["heatmap"]] for out in outputs]
+    heatmaps = [heatmap for heatmap in heatmaps if isinstance(heatmap, dict) and heatmap.get("plot")]
     assert len(heatmaps) >= 2  # the heatmap grows during the run and is complete at the end
     assert '"bdata"' in heatmaps[-1]["plot"]
-    stats = [out[STATS] for out in outputs if isinstance(out[STATS], str) and "Forward passes" in out[STATS]]
+    stats = [out[OUTPUT["stats"]] for out in outputs]
+    stats = [text for text in stats if isinstance(text, str) and "Forward passes" in text]
     assert stats and "Tokens per second" in stats[-1]
     print(f"first update after {first_update:.3f} s, {len(outputs)} updates")
 
@@ -114,32 +116,32 @@ def test_stop_ends_the_run_within_a_step(url):
     job = api.submit(**settings(gen_length=500, steps=500), api_name="/generate")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait until the run is streaming
-        steps = [canvas_state(out[CANVAS]) for out in job.outputs()]
+        steps = [canvas_state(out[OUTPUT["canvas"]]) for out in job.outputs()]
         if any(s and s[0] >= 3 for s in steps):
             break
         time.sleep(0.05)
     stopped = api.predict(api_name="/stop")
-    state = canvas_state(stopped[CANVAS])
+    state = canvas_state(stopped[OUTPUT["canvas"]])
     assert state is not None and state[1] == "stopped"
     stopped_at = state[0]
     assert 0 < stopped_at < 500
     job.result(timeout=30)  # the streaming event ends
-    after = [canvas_state(out[CANVAS]) for out in job.outputs()]
+    after = [canvas_state(out[OUTPUT["canvas"]]) for out in job.outputs()]
     assert all(s is None or s[1] != "done" for s in after)
-    assert "Stopped after" in stopped[CANVAS]
-    assert stopped[FINAL_TEXT].startswith("ROMEO:\n")
+    assert "Stopped after" in stopped[OUTPUT["canvas"]]
+    assert stopped[OUTPUT["final_text"]].startswith("ROMEO:\n")
 
 
 def test_a_new_generate_supersedes_the_running_one(url):
     api = client(url)
     long_job = api.submit(**settings(gen_length=500, steps=500), api_name="/generate")
-    while not any(canvas_state(out[CANVAS]) for out in long_job.outputs()):
+    while not any(canvas_state(out[OUTPUT["canvas"]]) for out in long_job.outputs()):
         time.sleep(0.05)
     short = settings(prompt="JULIET:\n", gen_length=20, steps=10, seed=1, temperature=0.5)
     short_job = api.submit(**short, api_name="/generate")
     short_job.result(timeout=60)
     long_job.result(timeout=60)
-    long_frames = [canvas_state(out[CANVAS]) for out in long_job.outputs()]
+    long_frames = [canvas_state(out[OUTPUT["canvas"]]) for out in long_job.outputs()]
     assert all(f is None or f[1] != "done" for f in long_frames), "the superseded run must not finish"
     assert final_text(short_job.outputs()) == direct("JULIET:\n", gen_length=20, steps=10, seed=1, temperature=0.5)
 
@@ -164,7 +166,8 @@ def test_two_sessions_at_once_each_see_their_own_run(url):
         outputs = jobs[prompt]
         expected = direct(prompt, gen_length=96, steps=48, seed=seed, temperature=0.8)
         assert final_text(outputs) == expected
-        canvases = [out[CANVAS] for out in outputs if isinstance(out[CANVAS], str) and "dc-text" in out[CANVAS]]
+        canvases = [out[OUTPUT["canvas"]] for out in outputs]
+        canvases = [canvas for canvas in canvases if isinstance(canvas, str) and "dc-text" in canvas]
         assert len(canvases) >= 2
         for canvas in canvases:  # every frame this session received shows its own prompt
             first_token = re.search(r'data-i="0"[^>]*>([^<]*)</span>', canvas).group(1)
@@ -177,8 +180,8 @@ def test_step_button_advances_one_step_at_a_time(url):
     seen, texts = [], []
     for _ in range(6):
         outputs = api.predict(**values, api_name="/step")
-        seen.append(canvas_state(outputs[CANVAS]))
-        texts.append(outputs[FINAL_TEXT])
+        seen.append(canvas_state(outputs[OUTPUT["canvas"]]))
+        texts.append(outputs[OUTPUT["final_text"]])
     assert [s[0] for s in seen] == [0, 1, 2, 3, 4, 0]  # after the last step, Step starts a new run
     assert seen[0][1] == "paused" and seen[3][1] == "paused" and seen[4][1] == "done"
     assert texts[4] == direct("ROMEO:\n", gen_length=8, steps=4)  # the finished run's text
@@ -198,9 +201,9 @@ def test_downloads_and_replay_of_an_uploaded_trajectory(url, tmp_path):
     def offered(value):  # a DownloadButton update carrying a file
         return isinstance(value, dict) and value.get("interactive") and (value.get("value") or {}).get("url")
 
-    files = [out for out in job.outputs() if offered(out[6]) and offered(out[7])]
+    files = [out for out in job.outputs() if offered(out[OUTPUT["download_json"]]) and offered(out[OUTPUT["download_html"]])]
     assert files, "the downloads were never offered"
-    json_file, html_file = files[-1][6]["value"], files[-1][7]["value"]
+    json_file, html_file = files[-1][OUTPUT["download_json"]]["value"], files[-1][OUTPUT["download_html"]]["value"]
     with urllib.request.urlopen(json_file["url"], timeout=30) as response:
         data = response.read()
     trajectory = Trajectory.from_json(data)
@@ -212,8 +215,8 @@ def test_downloads_and_replay_of_an_uploaded_trajectory(url, tmp_path):
     path = tmp_path / "run.json"
     path.write_bytes(data)
     replay = client(url).predict(handle_file(str(path)), api_name="/replay")
-    assert canvas_state(replay[CANVAS]) == (trajectory.num_steps, "replay")
-    assert replay[FINAL_TEXT] == trajectory.final_text
+    assert canvas_state(replay[OUTPUT["canvas"]]) == (trajectory.num_steps, "replay")
+    assert replay[OUTPUT["final_text"]] == trajectory.final_text
 
     broken = tmp_path / "broken.json"
     broken.write_text(data.decode("utf-8").replace('"steps":[', '"steps":[{"block":"x"},', 1), encoding="utf-8")

@@ -14,10 +14,10 @@ import pytest
 from app_server import ARTIFACTS, direct, running_app
 from playwright.sync_api import Page, expect, sync_playwright
 
-import app
 from dlm_core.models import registry
 from dlm_core.sampler import SamplerConfig
 from dlm_core.trajectory import record
+from ui.settings import DEFAULT_ORDER_TEMPERATURE
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -133,7 +133,7 @@ def test_example_generate_scrub_inspect(browser, url):
     wait_heatmap(page)
     expect(page.locator("#dc-final-text textarea")).not_to_have_value("", timeout=TIMEOUT)
     assert final_text(page) == direct("ROMEO:\n", gen_length=64, steps=32, temperature=1.0, top_p=0.95,
-                                     order_temperature=app.DEFAULT_ORDER_TEMPERATURE)
+                                     order_temperature=DEFAULT_ORDER_TEMPERATURE)
     last = int(canvas(page).get_attribute("data-step"))
     assert last == 32
     # The final figure replaced the streamed ones: one row per state (steps 0..32).

@@ -25,7 +25,7 @@ import httpx
 import pytest
 from app_server import (
     API_DEFAULTS,
-    CANVAS,
+    OUTPUT,
     app_process,
     canvas_state,
     direct,
@@ -280,7 +280,7 @@ def test_hostile_uploads_are_refused_clearly(url, trajectory_text, tmp_path):
     good = tmp_path / "good.json"
     good.write_text(trajectory_text, encoding="utf-8")
     replay = api.predict(handle_file(str(good)), api_name="/replay")
-    assert canvas_state(replay[CANVAS]) == (3, "replay")
+    assert canvas_state(replay[OUTPUT["canvas"]]) == (3, "replay")
 
 
 def test_upload_size_limit_is_enforced_by_client_and_server(url, tmp_path):
@@ -342,7 +342,7 @@ def test_upload_file_names_are_never_paths(url, trajectory_text):
     body = _raw_call(url, "replay", [{"path": stored, "meta": {"_type": "gradio.FileData"}, "orig_name": hostile}])
     assert "event: complete" in body, body
     outputs = json.loads(body.split("event: complete", 1)[1].split("data:", 1)[1].strip().splitlines()[0])
-    canvas = outputs[CANVAS]
+    canvas = outputs[OUTPUT["canvas"]]
     assert canvas_state(canvas) == (3, "replay")
     assert "<img" not in canvas and "../" not in canvas
 
@@ -353,7 +353,7 @@ def test_upload_file_names_are_never_paths(url, trajectory_text):
 def _wait_streaming(job, steps: int = 3, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        states = [canvas_state(out[CANVAS]) for out in job.outputs()]
+        states = [canvas_state(out[OUTPUT["canvas"]]) for out in job.outputs()]
         if any(s and s[0] >= steps for s in states):
             return
         time.sleep(0.05)
@@ -370,7 +370,7 @@ def test_cancelled_or_stopped_run_stops_using_cpu(url, how):
     assert busy > 0.3, f"the server should be busy while the run streams (used {busy:.2f} CPU)"
     if how == "/stop":
         stopped = api.predict(api_name="/stop")  # the Stop button's endpoint, same session
-        assert canvas_state(stopped[CANVAS])[1] == "stopped"
+        assert canvas_state(stopped[OUTPUT["canvas"]])[1] == "stopped"
     else:
         job.cancel()
     time.sleep(0.4)  # one step of the tiny model is a few ms; leave room for the cancel to arrive
@@ -464,7 +464,8 @@ def test_bare_app_listens_on_loopback_only_and_limits_run_time():
         job.result(timeout=60)
         elapsed = time.monotonic() - started
         outputs = job.outputs()
-        finals = [out[CANVAS] for out in outputs if canvas_state(out[CANVAS]) and "dc-note" in out[CANVAS]]
+        finals = [out[OUTPUT["canvas"]] for out in outputs]
+        finals = [canvas for canvas in finals if canvas_state(canvas) and "dc-note" in canvas]
         assert finals, "the stopped run shows a note"
         step, status = canvas_state(finals[-1])
         assert status == "stopped" and 0 < step < 500, (step, status)

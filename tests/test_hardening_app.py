@@ -21,6 +21,8 @@ import torch
 os.environ.setdefault("DIFFUSION_CANVAS_MODEL", "tiny-random")
 _threads = torch.get_num_threads()
 import app  # noqa: E402  (builds the demo: the tiny model, no server)
+from ui import canvas_tab, errors, limits, models, settings, streaming  # noqa: E402
+from ui import session as ui_session  # noqa: E402
 
 torch.set_num_threads(_threads)  # app.configure_torch set 1 thread for the whole test process
 
@@ -44,29 +46,29 @@ def _component(elem_id: str):
 
 
 def test_limits_are_wired_where_documented():
-    assert app.demo._queue.max_size == app.QUEUE_MAX_SIZE == 64
-    assert app.launch_kwargs()["max_file_size"] == app.MAX_UPLOAD_BYTES == 20 * 1024 * 1024
+    assert app.demo._queue.max_size == limits.QUEUE_MAX_SIZE == 64
+    assert app.launch_kwargs()["max_file_size"] == limits.MAX_UPLOAD_BYTES == 20 * 1024 * 1024
     inference = [fn for fn in app.demo.fns.values() if fn.concurrency_id == "inference"]
     assert {fn.api_name for fn in inference} == {"generate", "step", "continue", "rewrite", "race", "measure"}
-    assert {fn.concurrency_limit for fn in inference} == {app.INFERENCE_CONCURRENCY}
-    assert _component("dc-field-gen_length").maximum == app.MAX_GEN_LENGTH
-    assert _component("dc-field-steps").maximum == app.MAX_STEPS
-    assert _component("dc-field-block_length").maximum == app.MAX_GEN_LENGTH
-    assert app.MAX_RUN_SECONDS == 60.0  # the default (the test environment does not override it)
+    assert {fn.concurrency_limit for fn in inference} == {limits.INFERENCE_CONCURRENCY}
+    assert _component("dc-field-gen_length").maximum == limits.MAX_GEN_LENGTH
+    assert _component("dc-field-steps").maximum == limits.MAX_STEPS
+    assert _component("dc-field-block_length").maximum == limits.MAX_GEN_LENGTH
+    assert limits.MAX_RUN_SECONDS == 60.0  # the default (the test environment does not override it)
 
 
 def test_run_seconds_from_the_environment(monkeypatch):
     for raw, expected in (("2.5", 2.5), ("", 60.0), ("abc", 60.0), ("0", 60.0), ("-3", 60.0), ("nan", 60.0)):
-        monkeypatch.setenv(app.RUN_SECONDS_ENV, raw)
-        assert app._env_seconds(app.RUN_SECONDS_ENV, 60.0) == expected, raw
+        monkeypatch.setenv(limits.RUN_SECONDS_ENV, raw)
+        assert limits._env_seconds(limits.RUN_SECONDS_ENV, 60.0) == expected, raw
 
 
 def test_prompt_is_capped_in_characters_before_tokenizing():
-    values = dict(app.EXAMPLE_DEFAULTS, gen_length=8, steps=4)
+    values = dict(settings.EXAMPLE_DEFAULTS, gen_length=8, steps=4)
     with pytest.raises(PromptError) as info:
-        app.build_config(prompt="x" * (app.MAX_PROMPT_CHARS + 1), **values)
-    assert info.value.field == "prompt" and f"at most {app.MAX_PROMPT_CHARS} characters" in str(info.value)
-    config, _ = app.build_config(prompt="x" * app.MAX_PROMPT_CHARS, **values)  # the limit itself is fine
+        settings.build_config(prompt="x" * (limits.MAX_PROMPT_CHARS + 1), **values)
+    assert info.value.field == "prompt" and f"at most {limits.MAX_PROMPT_CHARS} characters" in str(info.value)
+    config, _ = settings.build_config(prompt="x" * limits.MAX_PROMPT_CHARS, **values)  # the limit itself is fine
     assert config.gen_length == 8
 
 
@@ -79,7 +81,7 @@ def test_prompt_is_capped_in_characters_before_tokenizing():
 )
 def test_user_typed_local_paths_are_refused(name):
     with pytest.raises(gr.Error) as info:
-        app.checked_model_name(name)
+        models.checked_model_name(name)
     message = info.value.message
     assert (
         message.startswith("Model: mlm: takes a Hugging Face Hub repo id") and "local paths are not accepted" in message
@@ -89,17 +91,17 @@ def test_user_typed_local_paths_are_refused(name):
 @pytest.mark.parametrize("name", [5, 1.5, ["tiny-random"], {"a": 1}, b"tiny-random"])
 def test_model_must_be_text(name):
     with pytest.raises(gr.Error, match="Model: must be a model name"):
-        app.checked_model_name(name)
+        models.checked_model_name(name)
 
 
 def test_hub_ids_registry_names_and_the_servers_default_pass(monkeypatch):
-    assert app.checked_model_name(None) == "tiny-random"
-    assert app.checked_model_name("  ") == "tiny-random"
-    assert app.checked_model_name("canvas-ar") == "canvas-ar"
-    assert app.checked_model_name("mlm:answerdotai/ModernBERT-base") == "mlm:answerdotai/ModernBERT-base"
-    assert app.checked_model_name("mlm:bert-base-uncased") == "mlm:bert-base-uncased"
+    assert models.checked_model_name(None) == "tiny-random"
+    assert models.checked_model_name("  ") == "tiny-random"
+    assert models.checked_model_name("canvas-ar") == "canvas-ar"
+    assert models.checked_model_name("mlm:answerdotai/ModernBERT-base") == "mlm:answerdotai/ModernBERT-base"
+    assert models.checked_model_name("mlm:bert-base-uncased") == "mlm:bert-base-uncased"
     monkeypatch.setenv("DIFFUSION_CANVAS_MODEL", "mlm:/srv/models/bert")  # set by whoever runs the server
-    assert app.checked_model_name("") == "mlm:/srv/models/bert"
+    assert models.checked_model_name("") == "mlm:/srv/models/bert"
 
 
 # -- memory --------------------------------------------------------------------------------------------
@@ -108,11 +110,11 @@ def test_hub_ids_registry_names_and_the_servers_default_pass(monkeypatch):
 @pytest.fixture
 def kept(monkeypatch):
     """An empty registry of kept sessions, restored afterwards."""
-    saved = dict(app._kept)
-    app._kept.clear()
-    yield app._kept
-    app._kept.clear()
-    app._kept.update(saved)
+    saved = dict(ui_session._kept)
+    ui_session._kept.clear()
+    yield ui_session._kept
+    ui_session._kept.clear()
+    ui_session._kept.update(saved)
 
 
 def fake_view(steps: int, positions: int):
@@ -120,33 +122,33 @@ def fake_view(steps: int, positions: int):
 
 
 def test_kept_runs_are_bounded_in_bytes_and_count(kept, monkeypatch):
-    per_view = 50 * 100 * app.BYTES_PER_STEP_POSITION  # 1 MB
-    monkeypatch.setattr(app, "KEPT_RUNS_BYTES", int(3.5 * per_view))
-    monkeypatch.setattr(app, "KEPT_RUNS_MAX", 100)
+    per_view = 50 * 100 * limits.BYTES_PER_STEP_POSITION  # 1 MB
+    monkeypatch.setattr(ui_session, "KEPT_RUNS_BYTES", int(3.5 * per_view))
+    monkeypatch.setattr(ui_session, "KEPT_RUNS_MAX", 100)
     sessions = []
     for _ in range(6):
-        session = app.Session()
+        session = ui_session.Session()
         session.show_replay(fake_view(50, 100), trajectory=object())
         sessions.append(session)
-        assert sum(s.kept_bytes() for s in sessions) <= app.KEPT_RUNS_BYTES
+        assert sum(s.kept_bytes() for s in sessions) <= limits.KEPT_RUNS_BYTES
     assert [s.view is not None for s in sessions] == [False, False, False, True, True, True]
     assert all(s.trajectory is None for s in sessions[:3])  # released: nothing of the run is held
 
-    monkeypatch.setattr(app, "KEPT_RUNS_MAX", 2)
+    monkeypatch.setattr(ui_session, "KEPT_RUNS_MAX", 2)
     small = []
     for _ in range(4):
-        session = app.Session()
+        session = ui_session.Session()
         session.show_replay(fake_view(1, 1), trajectory=object())
         small.append(session)
     assert len(kept) == 2 and small[-1].view is not None and small[0].view is None
 
 
 def test_a_streaming_session_is_never_released(kept, monkeypatch):
-    monkeypatch.setattr(app, "KEPT_RUNS_MAX", 1)
-    live = app.Session()
+    monkeypatch.setattr(ui_session, "KEPT_RUNS_MAX", 1)
+    live = ui_session.Session()
     live.show_replay(fake_view(5, 5), trajectory=object())
     live.run = SimpleNamespace(working=True, cancel=lambda: None)
-    others = [app.Session() for _ in range(3)]
+    others = [ui_session.Session() for _ in range(3)]
     for other in others:
         other.show_replay(fake_view(5, 5), trajectory=object())
     assert live.view is not None
@@ -159,13 +161,13 @@ def test_real_run_memory_is_within_the_estimate(kept):
     config = SamplerConfig(gen_length=64, steps=32, record_topk=True, temperature=0.5, seed=1)
     tracemalloc.start()
     try:
-        run = app.Run(model, "ROMEO:\n", config)
+        run = ui_session.Run(model, "ROMEO:\n", config)
         while run.advance():
             pass
         held = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
-    session = app.Session()
+    session = ui_session.Session()
     session.start(run)
     estimate = session.kept_bytes()
     print(f"a 71-position, 33-state run holds {held / 1e6:.2f} MB; estimate {estimate / 1e6:.2f} MB")
@@ -175,8 +177,8 @@ def test_real_run_memory_is_within_the_estimate(kept):
 
 def test_closing_a_tab_releases_its_run_and_files(kept, tmp_path):
     model = registry.load_model("tiny-random")
-    session = app.Session()
-    run = app.Run(model, "ROMEO:\n", SamplerConfig(gen_length=8, steps=4))
+    session = ui_session.Session()
+    run = ui_session.Run(model, "ROMEO:\n", SamplerConfig(gen_length=8, steps=4))
     session.start(run)
     run.advance()
     folder = session.export_folder()
@@ -194,14 +196,14 @@ def test_download_names_are_generated(kept):
     hostile = '../../etc/passwd"><img src=x onerror=alert(1)>\n'
     trajectory = record(registry.load_model("tiny-random"), hostile, SamplerConfig(gen_length=6, steps=3))
     view = RunView.from_trajectory(trajectory)
-    session = app.Session()
+    session = ui_session.Session()
     ui = SimpleNamespace(download_json="json", download_html="html")
-    files = app._exports(ui, session, trajectory, view)
+    files = streaming.write_exports(ui, session, trajectory, view)
     paths = [Path(files[key]["value"]) for key in ("json", "html")]
     assert [p.name for p in paths] == ["diffusion-canvas-trajectory.json", "diffusion-canvas-replay.html"]
     for path in paths:
         assert path.resolve().parent == session.folder.resolve()
-        assert path.resolve().is_relative_to(app._export_root.resolve())
+        assert path.resolve().is_relative_to(ui_session._export_root.resolve())
     session.close()
 
 
@@ -288,11 +290,11 @@ def test_hostile_text_is_escaped_in_every_fragment():
     view = hostile_view()
     fragments = [canvas_html(view, step, detail=True, titles=True, note=HOSTILE[2]) for step in (0, 1)]
     fragments += [inspector_html(view, 1, i) for i in range(view.length)]
-    fragments += [stats_html(view, 1), app._selection_text(view, set(range(1, view.length)))]
-    fragments.append(app.model_note_html(SimpleNamespace(name=HOSTILE[0], kind=HOSTILE[1]), HOSTILE[3]))
+    fragments += [stats_html(view, 1), canvas_tab.selection_text(view, set(range(1, view.length)))]
+    fragments.append(models.model_note_html(SimpleNamespace(name=HOSTILE[0], kind=HOSTILE[1]), HOSTILE[3]))
     for fragment in fragments:
         assert_inert(fragment)
-    error = app.user_error("prompt", HOSTILE[0] + HOSTILE[3])
+    error = errors.user_error("prompt", HOSTILE[0] + HOSTILE[3])
     assert_inert(error.message)
 
 
@@ -395,7 +397,8 @@ def _call_names(path: Path) -> set[str]:
 
 
 def test_no_path_from_the_web_reaches_pickle_or_eval():
-    sources = [ROOT / "app.py", ROOT / "dlm_core" / "trajectory.py", *sorted((ROOT / "dlm_core" / "viz").glob("*.py"))]
+    sources = [ROOT / "app.py", *sorted((ROOT / "ui").glob("*.py")), ROOT / "dlm_core" / "trajectory.py"]
+    sources += sorted((ROOT / "dlm_core" / "viz").glob("*.py"))
     for source in sources:
         found = _call_names(source) & FORBIDDEN_CALLS
         assert not found, f"{source.relative_to(ROOT)} calls {sorted(found)}"
@@ -405,21 +408,21 @@ def test_no_path_from_the_web_reaches_pickle_or_eval():
 def test_the_upload_handler_checks_size_and_structure_before_parsing(tmp_path, kept):
     """Called directly (as gradio does after its own max_file_size check): an oversized or
     container-bomb file is refused before json.loads; a good one replays."""
-    handlers = app.make_handlers(app.UI())
+    handlers = canvas_tab.make_handlers(canvas_tab.CanvasUI())
     upload = handlers["upload"]
     request = SimpleNamespace(session_hash="hardening-test")
-    session = app.Session()
+    session = ui_session.Session()
     bomb = tmp_path / "bomb.json"
-    bomb.write_bytes(b"[" + b"[]," * (app.MAX_UPLOAD_CONTAINERS + 1) + b"[]]")
+    bomb.write_bytes(b"[" + b"[]," * (limits.MAX_UPLOAD_CONTAINERS + 1) + b"[]]")
     with pytest.raises(gr.Error, match="Trajectory file: the file has .* the limit is 1000000"):
         upload(session, str(bomb), request)
     big = tmp_path / "big.json"
     with open(big, "wb") as handle:
-        handle.truncate(app.MAX_UPLOAD_BYTES + 1)
+        handle.truncate(limits.MAX_UPLOAD_BYTES + 1)
     with pytest.raises(gr.Error, match="Trajectory file: the file is 21.0 MB; the limit is 20 MB"):
         upload(session, str(big), request)
     assert session.view is None
-    app._sessions.pop("hardening-test", None)
+    ui_session._sessions.pop("hardening-test", None)
 
 
 # -- the command line: the same validation, one line per error, never a traceback --------------------------

@@ -1,0 +1,860 @@
+"""The Canvas tab: prompt, settings, live canvas, heatmap, inspector, stats, export.
+
+``create_ui`` lays it out and returns its components by name (``CanvasUI``); ``make_handlers`` holds
+one small function per event; ``create_events`` connects them (concurrency groups, cancellation).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from dlm_core.models import registry
+from dlm_core.sampler import STRATEGIES, EncodedPrompt, canvas_prompt
+from dlm_core.sampler.config import MAX_SEED
+from dlm_core.trajectory import Trajectory
+from dlm_core.viz import (
+    CURSOR_JS,
+    RunView,
+    canvas_html,
+    edit_canvas,
+    edit_prompt,
+    editable_positions,
+    empty_canvas_html,
+    empty_heatmap_dict,
+    inspector_html,
+    legend_html,
+    stats_html,
+)
+from dlm_core.viz.export import play_interval_ms
+
+from . import ASSETS
+from .errors import check_number, guarded, read_input, user_error
+from .limits import (
+    INFERENCE_CONCURRENCY,
+    MAX_GEN_LENGTH,
+    MAX_STEPS,
+    MAX_UPLOAD_BYTES,
+    MAX_UPLOAD_CONTAINERS,
+    UPLOAD_LIMIT_TEXT,
+)
+from .models import checked_model_name, default_model_key, get_model, model_choices, model_note_html
+from .session import Run, Session, supersede
+from .settings import (
+    CACHE_CHOICES,
+    DEFAULT_ORDER_TEMPERATURE,
+    DREAM_STRATEGIES,
+    EXAMPLE_DEFAULTS,
+    REMASK_CHOICES,
+    SETTINGS,
+    build_config,
+    named_field,
+    strategy_choices,
+)
+from .streaming import (
+    EMPTY_INSPECTOR,
+    EMPTY_STATS,
+    RESUME_LABEL,
+    plot,
+    run_outputs,
+    settle,
+    stream,
+    write_exports,
+)
+
+
+def load_examples() -> list[dict[str, Any]]:
+    return json.loads((ASSETS / "examples.json").read_text(encoding="utf-8"))
+
+
+CANVAS_JS = """
+element.addEventListener('click', (event) => {
+  const span = event.target.closest('[data-i]');
+  if (!span || !element.contains(span)) return;
+  trigger('token', {index: Number(span.dataset.i)});
+});
+"""
+
+PROJECTOR_JS = (
+    "(on) => { const root = document.querySelector('#dc-root');"
+    " if (root) root.classList.toggle('dc-projector', !!on);"
+    " setTimeout(() => window.dispatchEvent(new Event('resize')), 60); return []; }"  # plotly re-fits its width
+)
+
+
+class CanvasUI:
+    """The components of the Canvas tab by name (``ui.canvas``, ``ui.steps``), built by ``create_ui``."""
+
+    def __init__(self) -> None:
+        self.c: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["c"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def create_ui() -> CanvasUI:
+    """The main tab's layout: prompt, settings, live canvas, heatmap, inspector, stats, export."""
+    ui = CanvasUI()
+    c = ui.c
+    model, note = get_model(default_model_key())
+    examples = load_examples()
+    with gr.Row(equal_height=False):
+        c["prompt"] = gr.Textbox(
+            label="Prompt",
+            value=examples[0]["prompt"],
+            lines=3,
+            max_lines=12,
+            scale=5,
+            info="Your text. The model continues it. Write [MASK] for one blank it should fill, [MASK:5] for five "
+            "blanks (write \\[MASK for a literal [MASK).",
+            elem_id="dc-prompt",
+        )
+        with gr.Column(scale=1, min_width=170, elem_id="dc-actions"):
+            c["generate"] = gr.Button("Generate", variant="primary", elem_id="dc-generate")
+            c["step"] = gr.Button("Step ▸", elem_id="dc-step")
+            c["resume"] = gr.Button(RESUME_LABEL, visible=False, elem_id="dc-continue")
+            c["stop"] = gr.Button("Stop ■", variant="stop", elem_id="dc-stop")
+    with gr.Column(elem_id="dc-examples") as examples_column:
+        pass  # filled below, once every input the examples set exists
+    with gr.Row(elem_id="dc-main", equal_height=False):
+        with gr.Column(scale=1, min_width=280, elem_id="dc-settings"):
+            c["model"] = gr.Dropdown(
+                choices=model_choices(),
+                value=default_model_key(),
+                label="Model",
+                info="Which model writes. The built-in one learned from Shakespeare's plays.",
+                allow_custom_value=True,  # also mlm:<repo id>; unknown names get a clear message
+                elem_id="dc-model",
+            )
+            kind = model.kind
+            c["strategy"] = named_field(
+                gr.Dropdown,
+                "strategy",
+                choices=strategy_choices(),
+                value="low_confidence" if kind != "autoregressive" else "left_to_right",
+                label="Strategy",
+                info="How the model picks which masks to fill at each step.",
+            )
+            c["gen_length"] = named_field(
+                gr.Slider,
+                "gen_length",
+                0,
+                MAX_GEN_LENGTH,
+                value=64,
+                step=1,
+                label="Length",
+                info="Tokens to add after your prompt (0 = only fill the [MASK] blanks).",
+            )
+            c["steps"] = named_field(
+                gr.Slider,
+                "steps",
+                1,
+                MAX_STEPS,
+                value=32,
+                step=1,
+                label="Steps",
+                info="Denoising steps (model calls). Fewer steps = more tokens written per step.",
+            )
+            c["block_length"] = named_field(
+                gr.Slider,
+                "block_length",
+                0,
+                MAX_GEN_LENGTH,
+                value=32,
+                step=1,
+                label="Block length",
+                info="Write in chunks of this many tokens, left to right (0 = all in one chunk).",
+            )
+            with gr.Accordion("Sampling", open=False):
+                c["temperature"] = named_field(
+                    gr.Slider,
+                    "temperature",
+                    0,
+                    2,
+                    value=1.0,
+                    step=0.05,
+                    label="Temperature",
+                    info="0 = always the most likely token; higher = more random, more varied.",
+                )
+                c["top_k"] = named_field(
+                    gr.Slider,
+                    "top_k",
+                    0,
+                    200,
+                    value=0,
+                    step=1,
+                    label="Top-k",
+                    info="Only consider the k most likely tokens (0 = no limit).",
+                )
+                c["top_p"] = named_field(
+                    gr.Slider,
+                    "top_p",
+                    0.05,
+                    1,
+                    value=0.95,
+                    step=0.05,
+                    label="Top-p",
+                    info="Only consider the likeliest tokens that cover this much probability (1 = no limit).",
+                )
+                c["seed"] = named_field(
+                    gr.Number,
+                    "seed",
+                    value=0,
+                    precision=0,
+                    minimum=0,
+                    maximum=MAX_SEED,
+                    label="Seed",
+                    info="Same seed + same settings = exactly the same run.",
+                )
+            with gr.Accordion("Strategy settings", open=False, visible=True) as strategy_box:
+                c["threshold"] = named_field(
+                    gr.Slider,
+                    "threshold",
+                    0.05,
+                    1,
+                    value=0.9,
+                    step=0.05,
+                    label="Threshold",
+                    visible=False,
+                    info="Write every mask the model is at least this sure about (at least one per step).",
+                )
+                c["factor"] = named_field(
+                    gr.Slider,
+                    "factor",
+                    0.1,
+                    10,
+                    value=1.0,
+                    step=0.1,
+                    label="Factor",
+                    visible=False,
+                    info="Fast-dLLM's f: larger = more tokens per step, more risk of clashing tokens.",
+                )
+                c["eps"] = named_field(
+                    gr.Slider,
+                    "eps",
+                    0.0001,
+                    0.5,
+                    value=0.001,
+                    step=0.0001,
+                    label="Eps",
+                    visible=False,
+                    info="Dream's final noise level (small values are standard).",
+                )
+                c["order_temperature"] = named_field(
+                    gr.Slider,
+                    "order_temperature",
+                    0,
+                    1,
+                    value=DEFAULT_ORDER_TEMPERATURE,
+                    step=0.01,
+                    label="Order randomness",
+                    visible=kind != "autoregressive",
+                    info="0 = always write the surest masks first; a little randomness (Dream's alg_temp) "
+                    "stops the model looping on its favourite phrases.",
+                )
+                c["no_strategy_settings"] = gr.Markdown(
+                    "This strategy has no extra settings.", visible=kind == "autoregressive"
+                )
+            c["strategy_box"] = strategy_box
+            with gr.Accordion("Revision: re-masking (ReMDM)", open=False) as remask_box:
+                c["remask"] = named_field(
+                    gr.Dropdown,
+                    "remask",
+                    choices=REMASK_CHOICES,
+                    value="off",
+                    label="Re-masking",
+                    info="Let the model take back written tokens and rewrite them.",
+                )
+                c["eta"] = named_field(
+                    gr.Slider,
+                    "eta",
+                    0,
+                    1,
+                    value=0.05,
+                    step=0.01,
+                    label="Re-masking strength (eta)",
+                    info="The largest share of written tokens that may be re-masked per step.",
+                )
+                c["remask_t_on"] = named_field(
+                    gr.Slider,
+                    "remask_t_on",
+                    0,
+                    1,
+                    value=1.0,
+                    step=0.05,
+                    label="Re-mask from t",
+                    info="Re-mask only while at most this fraction of the block is still masked…",
+                )
+                c["remask_t_off"] = named_field(
+                    gr.Slider,
+                    "remask_t_off",
+                    0,
+                    1,
+                    value=0.0,
+                    step=0.05,
+                    label="Re-mask until t",
+                    info="…and more than this fraction is.",
+                )
+            c["remask_box"] = remask_box
+            with gr.Accordion("Guidance and speed", open=False) as cfg_box:
+                c["cfg_scale"] = named_field(
+                    gr.Slider,
+                    "cfg_scale",
+                    0,
+                    5,
+                    value=0.0,
+                    step=0.1,
+                    label="Guidance (CFG)",
+                    info="> 0 makes the text follow the prompt more closely; costs 2 model calls per step.",
+                )
+                c["cache"] = named_field(
+                    gr.Dropdown,
+                    "cache",
+                    choices=CACHE_CHOICES,
+                    value="off",
+                    label="KV cache",
+                    info="Reuse the model's work on the text outside the current block: faster, slightly "
+                    "approximate (Fast-dLLM). Best with a block length. Not with guidance.",
+                )
+            c["cfg_box"] = cfg_box
+        with gr.Column(scale=3, min_width=320, elem_id="dc-display"):
+            c["model_note"] = gr.HTML(model_note_html(model, note), elem_id="dc-model-note")
+            gr.HTML(legend_html(), elem_id="dc-legend")
+            c["canvas"] = gr.HTML(
+                empty_canvas_html(), elem_id="dc-canvas", js_on_load=CANVAS_JS, apply_default_css=False
+            )
+            with gr.Row(elem_id="dc-player", equal_height=True):
+                c["scrub"] = gr.Slider(
+                    0,
+                    1,
+                    value=0,
+                    step=1,
+                    label="Step shown",
+                    scale=5,
+                    min_width=300,
+                    info="Drag to see the canvas and heatmap at any step (also while it runs).",
+                    elem_id="dc-scrub",
+                )
+                c["play"] = gr.Button("▶ Play", scale=1, min_width=90, elem_id="dc-play")
+            with gr.Row(equal_height=True):
+                c["projector"] = gr.Checkbox(
+                    label="Projector mode",
+                    value=False,
+                    info="Big text for a classroom; hides the settings.",
+                    elem_id="dc-projector",
+                )
+                c["pick"] = gr.Checkbox(
+                    label="Pick tokens to re-write",
+                    value=False,
+                    info="Click written tokens to mark them, then let the model re-write only those.",
+                    elem_id="dc-pick",
+                )
+            with gr.Row(visible=False, equal_height=True) as pick_row:
+                c["selection"] = gr.Markdown("No tokens picked yet.", elem_id="dc-selection")
+                c["rewrite"] = gr.Button("Re-write picked tokens", variant="primary", elem_id="dc-rewrite")
+                c["clear_pick"] = gr.Button("Clear", elem_id="dc-clear-pick")
+            c["pick_row"] = pick_row
+            c["inspector"] = gr.HTML(EMPTY_INSPECTOR, elem_id="dc-inspector", apply_default_css=False)
+            c["heatmap"] = gr.Plot(plot(empty_heatmap_dict()), label="Heatmap: steps × positions", elem_id="dc-heatmap")
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=1, min_width=260):
+                    c["stats"] = gr.HTML(EMPTY_STATS, elem_id="dc-stats", apply_default_css=False)
+                with gr.Column(scale=1, min_width=260):
+                    c["final_text"] = gr.Textbox(
+                        label="Final text",
+                        lines=4,
+                        max_lines=16,
+                        interactive=False,
+                        buttons=["copy"],
+                        elem_id="dc-final-text",
+                    )
+                    with gr.Row():
+                        c["download_json"] = gr.DownloadButton(
+                            "Trajectory (.json)", value=None, interactive=False, size="sm", elem_id="dc-download-json"
+                        )
+                        c["download_html"] = gr.DownloadButton(
+                            "Offline replay (.html)",
+                            value=None,
+                            interactive=False,
+                            size="sm",
+                            elem_id="dc-download-html",
+                        )
+                        c["upload"] = gr.UploadButton(
+                            "Replay a .json file",
+                            file_types=[".json"],
+                            type="filepath",
+                            size="sm",
+                            elem_id="dc-upload",
+                        )
+    with examples_column:
+        # Every setting is part of an example (missing keys take EXAMPLE_DEFAULTS), so clicking one
+        # always reproduces the same run whatever was changed before.
+        example_fields = [name for name in SETTINGS if name != "model"]
+        c["examples"] = gr.Examples(
+            examples=[[{**EXAMPLE_DEFAULTS, **e}[name] for name in example_fields] for e in examples],
+            inputs=[c[name] for name in example_fields],
+            example_labels=[e["label"] for e in examples],
+            label="Examples: click one, then Generate",
+            examples_per_page=10,
+        )
+    return ui
+
+
+
+
+def make_handlers(ui: CanvasUI) -> dict[str, Any]:  # noqa: C901 (one closure per event, all small)
+    def new_run(session: Session, values: dict[str, Any], label: str = "", edit: RunView | None = None) -> Run:
+        """Start a run of ``values``; with ``edit``, re-write the picked tokens of that shown run."""
+        model, note = get_model(values["model"])
+        config, clamp_note = build_config(**{k: values[k] for k in SETTINGS if k != "model"}, model_kind=model.kind)
+        if clamp_note:
+            gr.Warning(html.escape(clamp_note, quote=False))
+        prompt: str | EncodedPrompt = values["prompt"]
+        if edit is not None and edit.meta.model == model.name and edit.meta.mask_id == model.mask_id:
+            # The same model wrote it: reuse its token ids (no re-tokenising, no second chat template).
+            # Another model gets the edit as text, which its own tokenizer encodes.
+            prompt = canvas_prompt(model, *edit_canvas(edit, session.selected), text=values["prompt"])
+        run = Run(model, prompt, config, label=label)
+        session.start(run)
+        return run
+
+    def read_settings(raw: dict[str, Any]) -> dict[str, Any]:
+        """The settings as sent (raw: these events skip gradio's preprocessing), each checked by its widget."""
+        return {name: read_input(getattr(ui, name), raw[name]) for name in SETTINGS}
+
+    # Generate, Step and Re-write take every setting as a keyword argument (``inputs_kwargs``): gradio's
+    # API names the parameters after those keywords, so clients pass ``steps=16``, not a position.
+    @guarded
+    def generate(session: Session, request: gr.Request, **settings: Any):
+        """Start a new run with these settings and stream it to the end."""
+        session.bind(request)
+        run = new_run(session, read_settings(settings))
+        yield from stream(ui, session, run)
+
+    @guarded
+    def step(session: Session, request: gr.Request, **settings: Any):
+        """Advance the current run by one step (pausing a live one); start a paused run if none."""
+        session.bind(request)
+        values = read_settings(settings)
+        run = session.run
+        if run is not None and run.view.status == "running":
+            run.view.status = "paused"
+        elif run is None or run.view.status != "paused" or session.view is not run.view:
+            run = new_run(session, values)
+            run.view.status = "paused"
+            run.advance()  # the initial canvas: every slot masked
+            session.shown_step = None
+            out = settle(ui, session, run.view, note="Press Step again to run the first denoising step.")
+            out.update(
+                {
+                    ui.final_text: "",
+                    ui.download_json: gr.update(value=None, interactive=False),
+                    ui.download_html: gr.update(value=None, interactive=False),
+                }
+            )
+            return out
+        run.advance()
+        session.shown_step = None
+        session.pinned = False
+        view = run.view
+        if view.complete:
+            trajectory = run.finish()
+            session.trajectory = trajectory
+            out = settle(ui, session, view)
+            out[ui.final_text] = trajectory.final_text
+            out.update(write_exports(ui, session, trajectory, view))
+            return out
+        return settle(ui, session, view)
+
+    @guarded
+    def resume(session: Session, request: gr.Request):
+        """Continue a paused run to the end."""
+        session.bind(request)
+        run = session.run
+        if run is None or run.view.status != "paused":
+            gr.Info("Nothing is paused: press Generate for a new run.")
+            return
+        yield from stream(ui, session, run)
+
+    def stop(session: Session):
+        """Stop the run (or replay animation); show what was written so far."""
+        session.play_id += 1
+        run = session.run
+        if run is None or run.view.status not in ("running", "paused"):
+            return gr.skip()
+        run.cancel()
+        with run.lock:  # wait for the step in flight (at most one) so the view is final
+            pass
+        view = run.view
+        view.status = "stopped"
+        trajectory = run.finish()
+        session.trajectory = trajectory
+        session.shown_step = None
+        session.pinned = False
+        out = settle(ui, session, view, note=f"Stopped after {view.last_step} steps; masks left are still masked.")
+        out[ui.final_text] = trajectory.final_text
+        return out  # the downloads follow in `exports` (chained), so Stop answers at once
+
+    def exports(session: Session):
+        """Build the downloads of the shown run if they are not there yet (after Stop)."""
+        view, trajectory = session.view, session.trajectory
+        if view is None or trajectory is None or view.status == "running":
+            return gr.skip()
+        return write_exports(ui, session, trajectory, view) or gr.skip()
+
+    def scrub(session: Session, value: Any):
+        """Show the canvas at the step picked on the slider."""
+        # ``value`` arrives unprocessed (``preprocess=False``): checked against the shown run's steps.
+        view = session.view
+        last = view.last_step if view is not None and view.states else 0
+        value = check_number(ui.scrub.label, 0, max(1, last), value, integer=True)
+        if view is None or not view.states:
+            return gr.skip()
+        step = view.clamp(value)
+        live = view.status == "running"
+        session.pinned = live and step < view.last_step
+        session.shown_step = None if (live and not session.pinned) or step == view.last_step else step
+        out = {
+            ui.canvas: canvas_html(
+                view,
+                step,
+                detail=True,
+                selected=session.selected,
+                inspected=session.inspected,
+                status="running" if live else None,
+                note="Live run continues; drag to the right end to follow it again." if session.pinned else "",
+            ),
+            ui.stats: stats_html(view, step),
+            ui.inspector: inspector_html(view, step, session.inspected),
+        }
+        return out
+
+    def token_clicked(session: Session, pick: bool, event: gr.EventData):
+        """Inspect a position, or (pick mode) mark it for re-writing."""
+        view = session.view
+        try:
+            index = int(event.index)
+        except (AttributeError, TypeError, ValueError):
+            return gr.skip()
+        if view is None or not view.states or not 0 <= index < view.length:
+            return gr.skip()
+        step = view.last_step if session.shown_step is None else view.clamp(session.shown_step)
+        out: dict = {}
+        if pick:
+            if view.status in ("running",):
+                gr.Info("Wait until the run has finished (or press Stop), then pick tokens.")
+                return gr.skip()
+            if index not in editable_positions(view):
+                gr.Info("Only written tokens of the answer can be picked (not the prompt, nor text after the end).")
+                return gr.skip()
+            session.selected ^= {index}
+            out[ui.selection] = selection_text(view, session.selected)
+        else:
+            session.inspected = index
+        out[ui.inspector] = inspector_html(view, step, session.inspected)
+        out[ui.canvas] = canvas_html(
+            view,
+            step,
+            detail=True,
+            selected=session.selected,
+            inspected=session.inspected,
+            status="running" if view.status == "running" else None,
+        )
+        return out
+
+    def clear_pick(session: Session):
+        session.selected.clear()
+        view = session.view
+        out: dict = {ui.selection: "No tokens picked yet."}
+        if view is not None and view.states and view.status != "running":
+            out[ui.canvas] = canvas_html(view, session.shown_step, detail=True, inspected=session.inspected)
+        return out
+
+    @guarded
+    def rewrite(session: Session, request: gr.Request, **settings: Any):
+        """Re-mask the picked tokens and let the model re-write only those."""
+        session.bind(request)
+        values = read_settings(settings)
+        view = session.view
+        if view is None or not view.states:
+            raise user_error("selection", "run the model first, then pick tokens to re-write")
+        prompt, slots = edit_prompt(view, session.selected)
+        values.update(prompt=prompt, gen_length=0, block_length=0)
+        steps = values.get("steps") or slots
+        values["steps"] = max(1, min(int(steps), slots))
+        run = new_run(session, values, label=f"hand edit of {slots} token(s)", edit=view)
+        # The edit shows up as a prompt with [MASK] placeholders; pick mode ends (chained `.then`).
+        yield from stream(ui, session, run, extra={ui.prompt: prompt})
+
+    def end_pick() -> tuple:
+        return False, gr.update(visible=False)
+
+    def play(session: Session):
+        """Replay the shown run step by step (stop with Stop)."""
+        view = session.view
+        if view is None or not view.states:
+            gr.Info("Nothing to play yet: press Generate first.")
+            return
+        if view.status == "running":
+            gr.Info("The run is still going; press Stop or wait for it to finish.")
+            return
+        session.play_id += 1
+        my_id = session.play_id
+        interval = play_interval_ms(view.last_step) / 1000
+        for frame in view.iter_frames():  # incremental: O(positions) per frame
+            if session.play_id != my_id or session.view is not view:
+                return
+            session.shown_step = frame.step
+            # Plain values only (the slider's range is already right): no component is rebuilt.
+            yield (
+                canvas_html(view, frame=frame, selected=session.selected, inspected=session.inspected),
+                frame.step,
+                stats_html(view, frame.step),
+            )
+            time.sleep(interval)
+        session.shown_step = None
+        yield (
+            canvas_html(view, detail=True, selected=session.selected, inspected=session.inspected),
+            view.last_step,
+            stats_html(view),
+        )
+
+    @guarded
+    def upload(session: Session, path: str | None, request: gr.Request):
+        """Replay a trajectory JSON file (no model needed)."""
+        session.bind(request)
+        if not path:
+            return gr.skip()
+        size = os.path.getsize(path)
+        if size > MAX_UPLOAD_BYTES:
+            raise user_error("file", f"the file is {size / 1e6:.1f} MB; the limit is {UPLOAD_LIMIT_TEXT}")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_UPLOAD_BYTES + 1)
+        containers = data.count(b"[") + data.count(b"{")
+        if containers > MAX_UPLOAD_CONTAINERS:
+            raise user_error(
+                "file", f"the file has {containers} JSON arrays and objects; the limit is {MAX_UPLOAD_CONTAINERS}"
+            )
+        trajectory = Trajectory.from_json(data)
+        view = RunView.from_trajectory(trajectory, label=f"uploaded file {Path(path).name}")
+        view.status = "replay"
+        session.show_replay(view, trajectory)
+        out = settle(ui, session, view)
+        out[ui.final_text] = trajectory.final_text
+        out[ui.prompt] = trajectory.prompt  # Generate re-runs it with the current settings
+        out.update(write_exports(ui, session, trajectory, view))
+        return out
+
+    @guarded
+    def model_changed(name: str, strategy: str):
+        """Load a built-in model (instant); an autoregressive one switches the strategy to left to
+        right. Hub models are only described here: they download (gigabytes) on the first Generate."""
+        spec = registry.get_spec(checked_model_name(name))
+        if not spec.builtin and spec.key not in registry.cached_models():
+            size = f"about {spec.download_gb:g} GB" if spec.download_gb else "its weights"
+            note = (
+                f'<div class="dc-model">Model: <b>{html.escape(spec.display_name)}</b></div>'
+                f'<div class="dc-warn">{html.escape(spec.description)} The first Generate downloads {size} '
+                "and needs a machine with enough memory; the built-in model runs anywhere.</div>"
+            )
+            return note, gr.update(), gr.update(visible=True)
+        model, note = get_model(name)
+        autoregressive = model.kind == "autoregressive"
+        return (
+            model_note_html(model, note),
+            gr.update(value="left_to_right") if autoregressive else gr.update(),
+            gr.update(visible=not autoregressive),
+        )
+
+    def strategy_changed(strategy: str):
+        spec = STRATEGIES.get(strategy)
+        show_threshold = strategy == "threshold"
+        show_factor = strategy == "factor"
+        show_eps = strategy in DREAM_STRATEGIES
+        show_order = bool(spec and spec.ranked)
+        adaptive = bool(spec and not spec.exact_steps)
+        steps_info = (
+            "The most steps it may take: this strategy stops early once every token is written."
+            if adaptive
+            else "Denoising steps (model calls). Fewer steps = more tokens written per step."
+        )
+        return (
+            gr.update(visible=not (spec and spec.one_per_step), info=steps_info),
+            gr.update(visible=show_threshold),
+            gr.update(visible=show_factor),
+            gr.update(visible=show_eps),
+            gr.update(visible=show_order),
+            gr.update(visible=not (show_threshold or show_factor or show_eps or show_order)),
+            gr.update(visible=bool(spec and spec.allows_remask)),
+            gr.update(open=show_threshold or show_factor),  # its key setting in view (e.g. after an example)
+        )
+
+    def remask_changed(mode: str):
+        return gr.update(open=mode not in (None, "", "off"))
+
+    def pick_toggled(session: Session, on: bool):
+        view = session.view
+        text = selection_text(view, session.selected) if view is not None and view.states else "No tokens picked yet."
+        return gr.update(visible=bool(on)), text
+
+    return {
+        "generate": generate,
+        "step": step,
+        "resume": resume,
+        "stop": stop,
+        "exports": exports,
+        "scrub": scrub,
+        "token_clicked": token_clicked,
+        "clear_pick": clear_pick,
+        "rewrite": rewrite,
+        "play": play,
+        "upload": upload,
+        "model_changed": model_changed,
+        "strategy_changed": strategy_changed,
+        "pick_toggled": pick_toggled,
+        "remask_changed": remask_changed,
+        "end_pick": end_pick,
+    }
+
+
+
+def create_events(ui: CanvasUI, state: gr.State) -> None:
+    """Connect the events of the Canvas tab.
+
+    Concurrency: everything that runs the model (Generate, Step, Continue, Re-write) shares the
+    concurrency group "inference" with limit 2: torch runs one thread per run (``configure_torch``),
+    so two runs use a 2-core machine fully and a third waits in the queue instead of slowing
+    everyone down. Cheap events (scrub, click, play, upload) get their own higher limits so they
+    never wait behind a long run. Stop, and the click that supersedes a running Generate, are not
+    queued at all: they must act immediately.
+    """
+    h = make_handlers(ui)
+    # Every setting, by name, unprocessed: the handlers check each value against its widget themselves
+    # (``read_input``), so a bad value gets a message naming the field and its range.
+    settings = {"inputs_kwargs": {name: getattr(ui, name) for name in SETTINGS}, "preprocess": False}
+    outputs = run_outputs(ui)
+    inference = {"concurrency_limit": INFERENCE_CONCURRENCY, "concurrency_id": "inference"}
+
+    # A second Generate while one runs (trigger_mode="multiple" lets the click through): the unqueued
+    # `supersede` stops this tab's current run at once, even when the queue is busy; the new run then
+    # starts, and the old stream ends at its next wake-up (it is no longer the session's run).
+    ui.generate.click(supersede, [state], None, queue=False, show_progress="hidden", api_visibility="private")
+    generate_event = ui.generate.click(
+        h["generate"],
+        [state],
+        outputs,
+        api_name="generate",
+        trigger_mode="multiple",
+        show_progress="hidden",
+        **settings,
+        **inference,
+    )
+    ui.step.click(h["step"], [state], outputs, api_name="step", show_progress="hidden", **settings, **inference)
+    resume_event = ui.resume.click(
+        h["resume"], [state], outputs, api_name="continue", show_progress="hidden", **inference
+    )
+    rewrite_event = ui.rewrite.click(
+        h["rewrite"],
+        [state],
+        [*outputs, ui.prompt],
+        api_name="rewrite",
+        show_progress="hidden",
+        **settings,
+        **inference,
+    )
+    rewrite_event.then(h["end_pick"], None, [ui.pick, ui.pick_row], show_progress="hidden", api_visibility="private")
+    play_event = ui.play.click(
+        h["play"],
+        [state],
+        [ui.canvas, ui.scrub, ui.stats],
+        api_name="play",
+        show_progress="hidden",
+        concurrency_limit=8,
+    )
+    ui.stop.click(
+        h["stop"],
+        [state],
+        outputs,
+        api_name="stop",
+        queue=False,
+        show_progress="hidden",
+        cancels=[generate_event, resume_event, rewrite_event, play_event],
+    ).then(h["exports"], [state], [ui.download_json, ui.download_html], show_progress="hidden", concurrency_limit=2)
+    ui.scrub.input(
+        h["scrub"],
+        [state, ui.scrub],
+        [ui.canvas, ui.stats, ui.inspector],
+        api_name="scrub",
+        trigger_mode="always_last",
+        show_progress="hidden",
+        concurrency_limit=8,
+        preprocess=False,  # ``scrub`` checks the step against the shown run's range itself
+    )
+    ui.scrub.change(None, [ui.scrub], None, js=CURSOR_JS)  # heatmap cursor: browser only
+    ui.canvas.token(
+        h["token_clicked"],
+        [state, ui.pick],
+        [ui.inspector, ui.canvas, ui.selection],
+        api_visibility="private",
+        show_progress="hidden",
+        concurrency_limit=8,
+    )
+    ui.clear_pick.click(
+        h["clear_pick"], [state], [ui.selection, ui.canvas], show_progress="hidden", api_visibility="private"
+    )
+    ui.pick.change(
+        h["pick_toggled"],
+        [state, ui.pick],
+        [ui.pick_row, ui.selection],
+        queue=False,
+        show_progress="hidden",
+        api_visibility="private",
+    )
+    ui.projector.change(None, [ui.projector], None, js=PROJECTOR_JS)
+    ui.upload.upload(h["upload"], [state, ui.upload], [*outputs, ui.prompt], api_name="replay", concurrency_limit=2)
+    ui.model.change(
+        h["model_changed"],
+        [ui.model, ui.strategy],
+        [ui.model_note, ui.strategy, ui.cfg_box],
+        api_visibility="private",
+        concurrency_limit=2,
+    )
+    ui.strategy.change(
+        h["strategy_changed"],
+        [ui.strategy],
+        [
+            ui.steps,
+            ui.threshold,
+            ui.factor,
+            ui.eps,
+            ui.order_temperature,
+            ui.no_strategy_settings,
+            ui.remask_box,
+            ui.strategy_box,
+        ],
+        queue=False,
+        show_progress="hidden",
+        api_visibility="private",
+    )
+    ui.remask.change(
+        h["remask_changed"], [ui.remask], [ui.remask_box], queue=False, show_progress="hidden", api_visibility="private"
+    )
+
+
+def selection_text(view: RunView | None, selected: set[int]) -> str:
+    if not selected or view is None:
+        return "No tokens picked yet: click written tokens in the canvas."
+    words = ", ".join(f"`{view.token_text(view.final.tokens[i]).strip() or '␣'}`" for i in sorted(selected)[:12])
+    more = "…" if len(selected) > 12 else ""
+    return f"{len(selected)} picked: {html.escape(words)}{more}"
+
+

@@ -1,0 +1,184 @@
+"""User-facing errors: every message names the field (its label), says what is allowed, and is
+HTML-escaped; anything unexpected is logged and shown without a traceback."""
+
+from __future__ import annotations
+
+import functools
+import html
+import inspect
+import logging
+import math
+from typing import Any
+
+import gradio as gr
+
+from dlm_core.models import registry
+from dlm_core.sampler import ConfigError, PromptError
+from dlm_core.trajectory import TrajectoryError
+from dlm_core.viz import EditError
+
+log = logging.getLogger("diffusion_canvas")
+
+FIELD_LABELS = {
+    "prompt": "Prompt",
+    "model": "Model",
+    "strategy": "Strategy",
+    "gen_length": "Length",
+    "steps": "Steps",
+    "block_length": "Block length",
+    "temperature": "Temperature",
+    "top_k": "Top-k",
+    "top_p": "Top-p",
+    "seed": "Seed",
+    "threshold": "Threshold",
+    "factor": "Factor",
+    "eps": "Eps",
+    "order_temperature": "Order randomness",
+    "remask": "Re-masking",
+    "eta": "Re-masking strength (eta)",
+    "remask_t_on": "Re-mask from t",
+    "remask_t_off": "Re-mask until t",
+    "cfg_scale": "Guidance (CFG)",
+    "cache": "KV cache",
+    "selection": "Picked tokens",
+    "file": "Trajectory file",
+}
+
+
+def user_error(field: str, message: str) -> gr.Error:
+    label = FIELD_LABELS.get(field, field)
+    text = message if message.lower().startswith(label.lower()) else f"{label}: {message}"
+    return gr.Error(html.escape(text, quote=False), title="Please check your input", print_exception=False)
+
+
+KNOWN_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError,
+    PromptError,
+    TrajectoryError,
+    EditError,
+    registry.ModelNotFoundError,
+    registry.ModelUnavailableError,
+    registry.ModelRefusedError,
+    registry.ModelTooLargeError,
+)
+
+
+def as_user_error(error: Exception) -> gr.Error:
+    if isinstance(error, gr.Error):
+        return error
+    field = getattr(error, "field", None)
+    message = getattr(error, "message", None) or str(error).splitlines()[0]
+    if isinstance(error, registry.ModelNotFoundError | registry.ModelUnavailableError | registry.ModelRefusedError):
+        field = "model"
+    if isinstance(error, registry.ModelTooLargeError):
+        field = "model"
+    if isinstance(error, TrajectoryError):  # the key path inside the file, e.g. steps[3].committed
+        field, message = "file", f"not a valid Diffusion Canvas trajectory ({error.field}: {error.message})"
+    return user_error(field or "input", message)
+
+
+def guarded(fn):
+    """Known input errors -> a clear gr.Error; anything else is logged and shown without a traceback."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generator(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except KNOWN_ERRORS as error:
+                raise as_user_error(error) from None
+            except Exception as error:  # noqa: BLE001 (the UI must never show a traceback)
+                log.exception("unexpected error in %s", fn.__name__)
+                raise gr.Error(
+                    html.escape(f"Something went wrong ({type(error).__name__}: {error})", quote=False),
+                    print_exception=False,
+                ) from None
+
+        return generator
+
+    @functools.wraps(fn)
+    def plain(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except KNOWN_ERRORS as error:
+            raise as_user_error(error) from None
+        except Exception as error:  # noqa: BLE001
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error(
+                html.escape(f"Something went wrong ({type(error).__name__}: {error})", quote=False),
+                print_exception=False,
+            ) from None
+
+    return plain
+
+
+# -- reading raw input ---------------------------------------------------------------------------------
+# Events that take typed settings are wired with ``preprocess=False``: gradio hands the handler the raw
+# JSON values, and ``read_input`` checks each against its widget (label, range, step, choices). gradio's
+# own check would say only "Value 0 is less than minimum value 1."; this one names the field and range.
+
+
+def read_input(component: gr.components.Component, payload: Any) -> Any:
+    """``payload`` (raw, from the browser or an API client) as the value ``component`` stands for, or a
+    gr.Error naming the field: a Slider or Number gives a number in its range, a Dropdown or Radio one
+    of its choices (or any text with ``allow_custom_value``), a Textbox its text."""
+    label, low, high = component.label, getattr(component, "minimum", None), getattr(component, "maximum", None)
+    if isinstance(component, gr.Slider):
+        step = float(component.step or 1)
+        return check_number(label, low, high, payload, integer=step.is_integer() and float(low).is_integer())
+    if isinstance(component, gr.Number):
+        if payload is None:
+            raise gr.Error(f"{label}: a number is required", print_exception=False)
+        return check_number(label, low, high, payload, integer=component.precision == 0)
+    if isinstance(component, gr.Dropdown | gr.Radio):
+        if getattr(component, "allow_custom_value", False):
+            return payload
+        allowed = [value for _, value in component.choices]
+        if isinstance(payload, bool) or payload not in allowed:
+            raise gr.Error(
+                html.escape(f"{component.label}: must be one of {', '.join(map(str, allowed))}, got {payload!r}", quote=False),
+                print_exception=False,
+            )
+        return payload
+    if isinstance(component, gr.Textbox):
+        return None if payload is None else str(payload)
+    raise TypeError(f"read_input does not know {type(component).__name__}")
+
+
+def check_number(label: str, low: float | None, high: float | None, payload: Any, integer: bool) -> float | int:
+    """``payload`` as a number (an integer if ``integer``) in [low, high], or a gr.Error naming the field."""
+    kind = "an integer" if integer else "a number"
+
+    def shown(x: float) -> str:
+        return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+    bounds = f" in [{shown(low)}, {shown(high)}]" if low is not None and high is not None else ""
+    value: float | int | None = None
+    if isinstance(payload, bool):
+        value = None
+    elif isinstance(payload, int):
+        value = payload  # exact, even for 19-digit seeds
+    elif isinstance(payload, float | str):
+        try:
+            number = float(payload)
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number):
+            value = number
+            if integer and number.is_integer():
+                value = (
+                    int(payload) if isinstance(payload, str) and payload.strip().lstrip("-").isdigit() else int(number)
+                )
+    ok = value is not None and (not integer or float(value).is_integer())
+    ok = ok and (low is None or value >= low) and (high is None or value <= high)
+    if not ok:
+        raise gr.Error(
+            html.escape(f"{label}: must be {kind}{bounds}, got {payload!r}", quote=False),
+            print_exception=False,
+        )
+    return int(value) if integer else float(value)
+
