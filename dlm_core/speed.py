@@ -626,6 +626,13 @@ class LaneExplanation:
     scenarios: list[Scenario]
     curves: dict[str, list[tuple[float, float]]]
 
+    @property
+    def run_point(self) -> tuple[float, float] | None:
+        """(tokens per pass, projected speed-up) of this run as recorded, for ``speedup_figure``."""
+        if not self.scenarios:
+            return None
+        return self.scenarios[0].tokens_per_pass, self.scenarios[0].projection.speedup
+
 
 def explain_lane(
     diffusion_trace: Sequence[StepRecord],

@@ -210,7 +210,8 @@ def test_explain_lane_from_traces():
     assert explanation.scenarios[0].projection.diffusion.forwards == 16
     assert set(explanation.curves) == {"dual cache, one sequence", "dual cache, batch of 64", "no cache, one sequence"}
     partial = speed.explain_lane(d_trace[:4], tokens=16, prompt_tokens=8, length=64, cache="dual", ar_ms_per_forward=9.0)
-    assert partial.scenarios == []  # nothing to project until the run is complete
+    assert partial.scenarios == [] and partial.run_point is None  # nothing to project until the run is complete
+    assert explanation.run_point == (4.0, explanation.scenarios[0].projection.speedup)
     assert partial.break_even.needed == pytest.approx(18.0 / 9.0)  # network-only ms vs the measured AR step
     html = lane_explanation_html(explanation)
     assert "needs ≥ 2.0 tokens per pass" in html and "this run does 4.0" in html and "Projection, not a measurement" in html
