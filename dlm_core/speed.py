@@ -55,6 +55,7 @@ Nothing here imports torch at module level (the viz layer imports these types); 
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 import threading
@@ -590,6 +591,7 @@ def projection_scenarios(
 WHAT_IF_TOKENS_PER_PASS = (1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 
 
+@functools.lru_cache(maxsize=256)  # pure and ~30 ms at 512 tokens: a race tab redraws the same curves
 def speedup_curve(
     prompt_tokens: int,
     length: int,
@@ -597,11 +599,11 @@ def speedup_curve(
     *,
     block: int = 32,
     batch: int = 1,
-    tokens_per_pass: Sequence[float] = WHAT_IF_TOKENS_PER_PASS,
+    tokens_per_pass: tuple[float, ...] = WHAT_IF_TOKENS_PER_PASS,
     model: LargeModel = LLADA_8B,
     ar_model: LargeModel = AR_8B,
     hardware: Hardware = H100_SXM,
-) -> list[tuple[float, float]]:
+) -> tuple[tuple[float, float], ...]:
     """(tokens per pass, projected speed-up over the AR model) for a steady diffusion run."""
     ar_calls = autoregressive_calls(prompt_tokens, length)
     points = []
@@ -611,7 +613,7 @@ def speedup_curve(
         calls = synthetic_calls(prompt_tokens, length, k, cache, block)
         projection = project_race(calls, ar_calls, length, model=model, ar_model=ar_model, hardware=hardware, batch=batch)
         points.append((float(k), projection.speedup))
-    return points
+    return tuple(points)
 
 
 # -- everything the race tab shows about one diffusion lane ------------------------------------------
@@ -624,7 +626,7 @@ class LaneExplanation:
     cost: LaneCost
     break_even: BreakEven | None
     scenarios: list[Scenario]
-    curves: dict[str, list[tuple[float, float]]]
+    curves: dict[str, tuple[tuple[float, float], ...]]
 
     @property
     def run_point(self) -> tuple[float, float] | None:
@@ -688,7 +690,7 @@ def explain_lane(
 def projection_table(
     prompt_tokens: int = 16,
     lengths: Sequence[int] = (256, 512),
-    tokens_per_pass: Sequence[float] = (1, 2, 4, 8, 16),
+    tokens_per_pass: tuple[float, ...] = (1, 2, 4, 8, 16),
     hardware: Hardware = H100_SXM,
     large_batch: int = 64,
 ) -> str:
