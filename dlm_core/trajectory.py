@@ -1,4 +1,4 @@
-"""A recorded denoising run: every ``StepState``, derived views, and a compact versioned JSON form.
+"""A recorded denoising run: every ``StepState``, a summary, and a compact versioned JSON form.
 
 ``record(model, prompt, config)`` runs ``denoise`` and returns a ``Trajectory``; the app streams
 instead, feeding each state to ``TrajectoryBuilder.add`` and calling ``build()`` at the end (or at
@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from .sampler import ConfigError, EncodedPrompt, SamplerConfig, denoise, prompt_text
-from .state import MASK_GLYPH, TOPK, Blank, StepState, step_state
+from .state import TOPK, Blank, StepState, step_state
 
 SCHEMA_VERSION = "diffusion-canvas/trajectory/1"
 MAX_POSITIONS = 4096  # canvas length
@@ -143,40 +143,6 @@ class Trajectory:
             "remasked": int(sum(len(state.remasked) for state in self.states)),
             "complete": self.complete,
         }
-
-    # -- derived views --------------------------------------------------------------------------------
-
-    def unmask_step(self) -> np.ndarray:
-        """Per position, the last step that committed it (re-masked tokens count their final commit);
-        -1 for fixed prompt tokens and slots never committed."""
-        result = np.full(self.length, -1, dtype=np.int64)
-        for state in self.states[1:]:
-            result[state.committed] = state.step
-        return result
-
-    def confidence_at_unmask(self) -> np.ndarray:
-        """Per position, the strategy's confidence at the step in ``unmask_step`` (NaN if none)."""
-        steps = self.unmask_step()
-        result = np.full(self.length, np.nan)
-        for position in np.flatnonzero(steps >= 0):
-            result[position] = self.states[steps[position]].confidence[position]
-        return result
-
-    def confidence_matrix(self) -> np.ndarray:
-        """(states x positions) float64 matrix of ``StepState.confidence`` (row 0 is all NaN)."""
-        return np.stack([state.confidence for state in self.states])
-
-    def prob_matrix(self) -> np.ndarray:
-        """(states x positions) float64 matrix of ``StepState.prob``."""
-        return np.stack([state.prob for state in self.states])
-
-    def token_text(self, token_id: int) -> str:
-        return self.vocab[int(token_id)]
-
-    def canvas_text(self, step: int = -1, mask: str = MASK_GLYPH) -> str:
-        """The canvas at a step as text, each masked position shown as ``mask``."""
-        state = self.states[step]
-        return "".join(mask if m else self.vocab[int(t)] for t, m in zip(state.tokens, state.masked, strict=True))
 
     # -- equality and JSON ----------------------------------------------------------------------------
 

@@ -1,5 +1,7 @@
 """Fast-dLLM caches: exact when the cache is fresh, refreshed at block boundaries, honest fallbacks."""
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -16,25 +18,41 @@ def final(states):
     return last
 
 
+@pytest.fixture
+def cached_forwards(monkeypatch):
+    """Every ``CachedForward`` that ``denoise`` builds from ``config.cache``, to read its refresh count."""
+    made = []
+
+    class Recorded(CachedForward):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    # ``dlm_core.sampler.denoise`` the attribute is the function; the module is what builds the cache.
+    monkeypatch.setattr(importlib.import_module("dlm_core.sampler.denoise"), "CachedForward", Recorded)
+    return made
+
+
 @pytest.mark.parametrize("mode", ["prefix", "dual"])
-def test_one_token_blocks_make_every_step_a_refresh_so_the_result_is_exact(tiny_model, mode):
+def test_one_token_blocks_make_every_step_a_refresh_so_the_result_is_exact(tiny_model, mode, cached_forwards):
     """With block_length 1 each step starts a new block: the cache is always fresh (exact logits)."""
     config = SamplerConfig(gen_length=12, block_length=1, strategy="low_confidence", temperature=0.8, seed=4)
-    forward = CachedForward(tiny_model, mode)
-    cached = final(denoise(tiny_model, "To be", config, forward=forward))
+    cached = final(denoise(tiny_model, "To be", config.replace(cache=mode)))
     assert np.array_equal(cached.tokens, run_to_end(tiny_model, "To be", config).tokens)
-    assert forward.refreshes == 12
+    [forward] = cached_forwards
+    assert forward.mode == mode and forward.refreshes == 12
 
 
 @pytest.mark.parametrize("mode", ["prefix", "dual"])
-def test_cache_refreshes_once_per_block_and_costs_one_nfe_per_step(tiny_model, mode):
+def test_cache_refreshes_once_per_block_and_costs_one_nfe_per_step(tiny_model, mode, cached_forwards):
     config = SamplerConfig(gen_length=24, steps=12, block_length=8, strategy="low_confidence")
-    forward = CachedForward(tiny_model, mode)
-    states = list(denoise(tiny_model, "Hello", config, forward=forward))
+    states = list(denoise(tiny_model, "Hello", config.replace(cache=mode)))
+    [forward] = cached_forwards
     assert forward.refreshes == 3
     assert states[-1].nfe == 12 and not states[-1].masked.any()
     # The first step of a block is a full forward, so it matches the uncached run's first step exactly.
     uncached = list(denoise(tiny_model, "Hello", config))
+    assert len(cached_forwards) == 1  # the uncached run built none
     assert np.array_equal(states[1].tokens, uncached[1].tokens)
 
 
@@ -56,13 +74,13 @@ def test_cached_logits_inside_a_block_use_stale_outside_keys(tiny_model):
     assert torch.allclose(second.softmax(-1), exact.softmax(-1), atol=0.5)
 
 
-def test_padded_batches_fall_back_to_the_exact_full_forward(tiny_model):
+def test_padded_batches_fall_back_to_the_exact_full_forward(tiny_model, cached_forwards):
     config = SamplerConfig(gen_length=6, block_length=3, strategy="low_confidence")
     prompts = ["Hi", "Hello there"]
-    forward = CachedForward(tiny_model, "dual")
-    cached = final(denoise_batch(tiny_model, prompts, config, forward=forward))
+    cached = final(denoise_batch(tiny_model, prompts, config.replace(cache="dual")))
     plain = final(denoise_batch(tiny_model, prompts, config))
     assert all(np.array_equal(a.tokens, b.tokens) for a, b in zip(cached, plain, strict=True))
+    [forward] = cached_forwards
     assert forward.refreshes == 0
 
 
@@ -76,11 +94,25 @@ def test_models_without_cache_support_are_refused_clearly(tiny_model):
         CachedForward(tiny_random_model(), "full")
 
 
-def test_config_cache_field_selects_the_cached_forward(tiny_model):
+def test_config_cache_field_selects_the_cached_forward(tiny_model, cached_forwards):
+    """``config.cache`` is the one switch: it builds the cache of that mode, refreshed once per block."""
     config = SamplerConfig(gen_length=16, steps=8, block_length=4, strategy="threshold", threshold=0.5)
-    explicit = final(denoise(tiny_model, "Hi", config, forward=CachedForward(tiny_model, "dual")))
+    assert final(denoise(tiny_model, "Hi", config)) is not None and cached_forwards == []
     via_config = final(denoise(tiny_model, "Hi", config.replace(cache="dual")))
-    assert np.array_equal(explicit.tokens, via_config.tokens) and explicit.nfe == via_config.nfe
+    [forward] = cached_forwards
+    assert forward.mode == "dual" and forward.refreshes == 4  # one per block
+    assert not via_config.masked.any() and via_config.nfe <= 8
+
+
+def test_a_model_without_a_cache_is_a_config_error_naming_cache():
+    from dlm_core.sampler import ConfigError
+
+    class Plain:
+        name, kind, supports_cache = "plain", "diffusion", False
+
+    with pytest.raises(ConfigError, match="does not support key/value caching") as error:
+        denoise(Plain(), "Hi", SamplerConfig(gen_length=4, cache="prefix"))
+    assert error.value.field == "cache"
 
 
 @pytest.mark.parametrize(

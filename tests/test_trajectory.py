@@ -75,23 +75,19 @@ def test_save_and_load(tmp_path, recorded):
     assert excinfo.value.field == "file"
 
 
-def test_derived_views(recorded):
-    unmask = recorded.unmask_step()
+def test_every_slot_ends_committed_once_with_a_finite_confidence(recorded):
+    last_commit = np.full(recorded.length, -1)
+    for state in recorded.states[1:]:
+        last_commit[state.committed] = state.step
     fixed = recorded.final.fixed
-    assert (unmask[fixed] == -1).all() and (unmask[~fixed] >= 1).all()
+    assert (last_commit[fixed] == -1).all() and (last_commit[~fixed] >= 1).all()
     for position in np.flatnonzero(~fixed):
-        state = recorded.states[unmask[position]]
-        assert position in state.committed
-        assert not any(
-            position in s.committed or position in s.remasked for s in recorded.states[unmask[position] + 1 :]
-        )
-    at_unmask = recorded.confidence_at_unmask()
-    assert np.isnan(at_unmask[fixed]).all() and np.isfinite(at_unmask[~fixed]).all()
-    matrix = recorded.confidence_matrix()
-    assert matrix.shape == (9, recorded.length) and np.isnan(matrix[0]).all()
-    assert recorded.prob_matrix().shape == matrix.shape
-    assert recorded.canvas_text(0).count("\u2591") == 14
-    assert "\u2591" not in recorded.canvas_text()
+        step = last_commit[position]
+        assert np.isfinite(recorded.states[step].confidence[position])
+        assert not any(position in s.committed or position in s.remasked for s in recorded.states[step + 1 :])
+    assert len(recorded.states) == 9 and np.isnan(recorded.states[0].confidence).all()
+    assert np.isnan(recorded.states[0].prob).all()
+    assert int(recorded.states[0].masked.sum()) == 14 and not recorded.final.masked.any()
 
 
 def test_streaming_builder_matches_record():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import base64
 import html
 import json
 import re
@@ -10,6 +11,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 
 from dlm_core.sampler import SamplerConfig, StepState, parse_prompt
@@ -20,10 +22,8 @@ from dlm_core.viz import (
     RunView,
     UpdatePolicy,
     canvas_html,
-    decode_z,
     edit_prompt,
     heatmap_dict,
-    heatmap_figure,
     inspector_html,
     legend_html,
     standalone_html,
@@ -33,6 +33,13 @@ from dlm_core.viz import (
 
 HOSTILE = '<img src=x onerror=alert(1)><script>alert("x")</script>&amp;'
 VIZ_DIR = Path(__file__).resolve().parents[1] / "dlm_core" / "viz"
+
+
+def decode_z(figure: dict) -> np.ndarray:
+    """The heatmap matrix back from a figure dict: plotly.js's base64 little-endian float32 typed array."""
+    spec = figure["data"][0]["z"]
+    shape = tuple(int(n) for n in spec["shape"].split(","))
+    return np.frombuffer(base64.b64decode(spec["bdata"]), dtype="<f4").reshape(shape)
 
 
 class Spans(HTMLParser):
@@ -231,14 +238,18 @@ def test_inspector_and_stats(tiny_trajectory):
 def test_view_matches_trajectory_derived_views(tiny_trajectory):
     view = RunView.from_trajectory(tiny_trajectory)
     last = view.frame()
-    assert np.array_equal(last.commit_step, tiny_trajectory.unmask_step())
+    last_commit = np.full(tiny_trajectory.length, -1)
+    for state in tiny_trajectory.states[1:]:
+        last_commit[state.committed] = state.step
+    assert np.array_equal(last.commit_step, last_commit)
     for step, streamed in enumerate(view.iter_frames()):  # scrubbing replays the history exactly
         scrubbed = view.frame(step)
         assert scrubbed.step == streamed.step == step
         assert np.array_equal(scrubbed.commit_step, streamed.commit_step)
         assert np.array_equal(scrubbed.commit_prob, streamed.commit_prob, equal_nan=True)
         assert np.array_equal(scrubbed.remask_count, streamed.remask_count)
-    assert view.text_at(view.last_step, mask="") == tiny_trajectory.final_text
+    final = view.final
+    assert "".join(view.token_text(t) for t in final.tokens[: final.answer_end]) == tiny_trajectory.final_text
 
 
 # -- heatmap ------------------------------------------------------------------------------------------
@@ -250,7 +261,7 @@ def test_heatmap_dimensions_match_steps_and_positions(tiny_trajectory):
     z = decode_z(figure)
     slots = np.flatnonzero(~tiny_trajectory.states[0].fixed)
     assert z.shape == (tiny_trajectory.num_steps + 1, int(slots[-1] - slots[0] + 1))
-    expected = tiny_trajectory.prob_matrix()[:, slots[0] : slots[-1] + 1]
+    expected = np.stack([state.prob for state in tiny_trajectory.states])[:, slots[0] : slots[-1] + 1]
     assert np.allclose(z, expected, equal_nan=True, atol=1e-6)
     assert figure["data"][0]["x0"] == int(slots[0])
     partial = decode_z(heatmap_dict(view, upto=4))
@@ -269,7 +280,9 @@ def test_heatmap_dimensions_match_steps_and_positions(tiny_trajectory):
 
 def test_heatmap_is_valid_plotly_and_compact(tiny_trajectory):
     view = RunView.from_trajectory(tiny_trajectory)
-    heatmap_figure(view, cursor=2)  # plotly validates every property name and value
+    figure = heatmap_dict(view, cursor=2)
+    figure.pop("config", None)  # gradio's plot options, not part of plotly's figure schema
+    go.Figure(figure)  # plotly validates every property name and value
     text = to_json(heatmap_dict(view))
     json.loads(text)
     assert '"bdata"' in text and "hovertemplate" in text

@@ -30,7 +30,7 @@ from .config import CACHE_MODES
 
 
 class CachedForward:
-    """A step function for ``denoise(..., forward=...)`` implementing Fast-dLLM's prefix or dual cache."""
+    """Fast-dLLM's prefix or dual cache as a step function (``denoise`` uses it when ``config.cache`` is set)."""
 
     cost = 1
 

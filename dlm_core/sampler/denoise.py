@@ -89,6 +89,17 @@ class FullForward:
         return un + (self.cfg_scale + 1) * (cond - un)
 
 
+def step_function(model, config: SamplerConfig) -> FullForward | CachedForward:
+    """The forward pass ``config`` asks for: ``FullForward`` (with CFG), or a Fast-dLLM
+    ``CachedForward`` when ``config.cache`` is set; a model that cannot cache is a ``ConfigError``."""
+    if config.cache is None:
+        return FullForward(model, config.cfg_scale)
+    try:
+        return CachedForward(model, config.cache)
+    except ValueError as error:
+        raise ConfigError("cache", str(error)) from error
+
+
 # -- re-masking ------------------------------------------------------------------------------------
 
 
@@ -150,9 +161,10 @@ def remask_positions(
 class _Run:
     """All state of one batched run: tensors on the model's device, rows right-padded."""
 
-    def __init__(self, model, prompts: Sequence[str | EncodedPrompt], config: SamplerConfig, forward=None):
+    def __init__(self, model, prompts: Sequence[str | EncodedPrompt], config: SamplerConfig):
         if not isinstance(config, SamplerConfig):
             raise ConfigError("config", f"config must be a SamplerConfig, got {type(config).__name__}")
+        self.forward = step_function(model, config)
         if isinstance(prompts, str) or not isinstance(prompts, Sequence) or not 1 <= len(prompts) <= MAX_BATCH:
             raise PromptError("prompts", f"prompts must be a list of 1 to {MAX_BATCH} strings")
         self.model, self.config = model, config
@@ -166,7 +178,6 @@ class _Run:
             if config.cfg_scale > 0:
                 raise ConfigError("cfg_scale", f"cfg_scale must be 0 for autoregressive model {model.name!r}")
         self.encoded: list[EncodedPrompt] = [encode_prompt(model, text, config.gen_length) for text in prompts]
-        self.forward = forward if forward is not None else FullForward(model, config.cfg_scale)
         self._plan_blocks()
         self._build_canvas()
         self.generator = torch.Generator(device=model.device)
@@ -474,7 +485,7 @@ class _StepResult:
 # -- public entry points -----------------------------------------------------------------------------
 
 
-def denoise_batch(model, prompts: Sequence[str | EncodedPrompt], config: SamplerConfig | None = None, *, forward=None):
+def denoise_batch(model, prompts: Sequence[str | EncodedPrompt], config: SamplerConfig | None = None):
     """Denoise several prompts together: one forward pass per step for all unfinished rows.
 
     Rows are right-padded to a common length and padding is hidden by an attention mask; each row
@@ -484,11 +495,10 @@ def denoise_batch(model, prompts: Sequence[str | EncodedPrompt], config: Sampler
     An autoregressive model with a KV cache (``model.supports_cache``) is decoded by the exact
     cached decoder in ``sampler.autoregressive`` (same states; its Gumbel draws are per step, so
     sampled runs differ from the uncached path, greedy runs are identical). ``config.cache``
-    selects a Fast-dLLM ``CachedForward`` for diffusion models.
-    ``forward`` replaces ``FullForward`` (e.g. a cached step function); advanced use.
+    selects a Fast-dLLM ``CachedForward`` for diffusion models (``step_function``).
     """
     config = SamplerConfig() if config is None else config
-    if forward is None and getattr(model, "kind", None) == "autoregressive" and getattr(model, "supports_cache", False):
+    if getattr(model, "kind", None) == "autoregressive" and getattr(model, "supports_cache", False):
         # The exact KV-cached left-to-right decoder: O(1) tokens of compute per step instead of O(length).
         if config.cache is not None:
             raise ConfigError(
@@ -496,24 +506,16 @@ def denoise_batch(model, prompts: Sequence[str | EncodedPrompt], config: Sampler
                 f"cache must be None for autoregressive model {model.name!r} (it always uses its exact KV cache)",
             )
         return decode_autoregressive_batch(model, prompts, config)
-    if forward is None and isinstance(config, SamplerConfig) and config.cache is not None:
-        try:
-            forward = CachedForward(model, config.cache)
-        except ValueError as error:
-            raise ConfigError("cache", str(error)) from error
-    run = _Run(model, prompts, config, forward)
-    return run.states()
+    return _Run(model, prompts, config).states()
 
 
-def denoise(
-    model, prompt: str | EncodedPrompt, config: SamplerConfig | None = None, *, forward=None
-) -> Iterator[StepState]:
+def denoise(model, prompt: str | EncodedPrompt, config: SamplerConfig | None = None) -> Iterator[StepState]:
     """Denoise one prompt (text, or a canvas of token ids from ``canvas_prompt``); yields the initial
     state, then one ``StepState`` per model step.
 
     The last state has no masks. Validates before returning (errors are raised at the call).
     """
-    states = denoise_batch(model, [prompt], config, forward=forward)
+    states = denoise_batch(model, [prompt], config)
     return (batch[0] for batch in states)
 
 

@@ -17,7 +17,7 @@ from .canvas import (
 )
 from .edit import EditError, edit_canvas, edit_prompt, editable_positions
 from .export import standalone_html
-from .heatmap import CURSOR_JS, decode_z, empty_heatmap_dict, heatmap_dict, heatmap_figure, to_json
+from .heatmap import CURSOR_JS, empty_heatmap_dict, heatmap_dict, to_json
 from .stream import UpdatePolicy
 from .view import Frame, RunMeta, RunView
 
@@ -33,14 +33,12 @@ __all__ = [
     "UpdatePolicy",
     "canvas_html",
     "confidence_bin",
-    "decode_z",
     "edit_canvas",
     "edit_prompt",
     "editable_positions",
     "empty_canvas_html",
     "empty_heatmap_dict",
     "heatmap_dict",
-    "heatmap_figure",
     "inspector_html",
     "legend_html",
     "standalone_html",

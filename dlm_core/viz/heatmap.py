@@ -13,8 +13,8 @@ Compactness (the heatmap streams): the matrix goes out as a base64 float32 typed
 ``{"dtype": "f4", "bdata": ..., "shape": "rows, cols"}``, 4 bytes per cell, NaN = blank) with
 ``x0/dx/y0/dy`` instead of coordinate arrays, one ``hovertemplate`` instead of per-cell hover
 text, and per-marker texts only for the (at most positions + re-masks) markers. Building it is a
-few milliseconds; plotly.graph_objects is never touched on the streaming path (``heatmap_figure``
-wraps the dict in a validated ``go.Figure`` for tests and notebooks).
+few milliseconds; plotly.graph_objects is never touched (``go.Figure(heatmap_dict(view))`` validates
+the dict where that is wanted, e.g. the tests).
 
 ``layout.shapes[0]`` (a veil over the steps after the cursor) and ``shapes[1]`` (the cursor line)
 exist in every figure so the browser can move them without a round trip (``CURSOR_JS``).
@@ -221,22 +221,6 @@ def to_json(figure: dict) -> str:
     return json.dumps(figure, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
 
 
-def heatmap_figure(view: RunView, **kwargs: Any):
-    """``heatmap_dict`` as a validated ``plotly.graph_objects.Figure`` (not used while streaming)."""
-    import plotly.graph_objects as go
-
-    figure = heatmap_dict(view, **kwargs)
-    figure.pop("config", None)
-    return go.Figure(figure)
-
-
-def decode_z(figure: dict) -> np.ndarray:
-    """The heatmap matrix back from a figure dict (tests, API clients)."""
-    spec = figure["data"][0]["z"]
-    shape = tuple(int(n) for n in spec["shape"].split(","))
-    return np.frombuffer(base64.b64decode(spec["bdata"]), dtype="<f4").reshape(shape)
-
-
 # Moves the veil and the cursor line of the heatmap in ``#dc-heatmap`` to ``step`` in the browser (no
 # server round trip; gradio's plot component exposes plotly.js as ``window.Plotly``).
 CURSOR_JS = """
@@ -262,10 +246,8 @@ __all__ = [
     "COLORSCALE",
     "CURSOR_JS",
     "cursor_shapes",
-    "decode_z",
     "empty_heatmap_dict",
     "heatmap_dict",
-    "heatmap_figure",
     "percent",
     "to_json",
     "typed_array",

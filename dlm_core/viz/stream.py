@@ -68,10 +68,5 @@ class UpdatePolicy:
         """Seconds until another canvas may be sent (0 if one may go now)."""
         return max(0.0, self._last_canvas + self.canvas_interval - self.clock())
 
-    def since(self, step: int) -> int:
-        """The ``since`` argument for the frame at ``step``: highlight everything after the last
-        shown step. Call before ``mark_shown``."""
-        return step - 1 if self.shown_step < 0 else min(self.shown_step, step - 1)
-
     def mark_shown(self, step: int) -> None:
         self.shown_step = step

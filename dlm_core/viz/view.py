@@ -25,12 +25,10 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-
-from ..state import MASK_GLYPH
 
 
 @dataclass(frozen=True)
@@ -151,7 +149,7 @@ class RunView:
         steps = self.meta.config.get("steps")
         budget = int(steps) if steps else self.num_slots
         if not self.meta.expected_steps:
-            self.meta = _replace_meta(self.meta, expected_steps=max(1, budget))
+            self.meta = replace(self.meta, expected_steps=max(1, budget))
         self._commit_step, self._commit_prob, self._remask_count = self._fresh_arrays()
         rows = max(self.meta.expected_steps, 1) + 1
         self._heat = np.full((rows, self.width), np.nan, dtype=np.float32)
@@ -232,14 +230,6 @@ class RunView:
             "remasked": remasked,
             "complete": not bool(state.masked.any()),
         }
-
-    def text_at(self, step: int | None = None, mask: str = MASK_GLYPH) -> str:
-        """The canvas up to the answer's end as plain text (masks as ``mask``)."""
-        state = self.states[self.last_step if step is None else step]
-        parts = []
-        for position in range(int(state.answer_end)):
-            parts.append(mask if state.masked[position] else self.token_text(state.tokens[position]))
-        return "".join(parts)
 
     # -- frames ---------------------------------------------------------------------------------
 
@@ -336,8 +326,3 @@ def _apply(state: Any, commit_step: np.ndarray, commit_prob: np.ndarray, remask_
     commit_step[committed] = state.step
     commit_prob[committed] = np.asarray(state.prob)[committed]
 
-
-def _replace_meta(meta: RunMeta, **changes: Any) -> RunMeta:
-    from dataclasses import replace
-
-    return replace(meta, **changes)
