@@ -24,6 +24,7 @@ from hub_fixtures import (
 
 from dlm_core.models import hub, registry
 from dlm_core.models.hub import DreamAdapter, LLaDAAdapter, MaskedLMAdapter, ModelRefusedError
+from ui import hosting
 
 MLM_BUILDERS = {"bert": build_bert, "roberta": build_roberta, "modernbert": build_modernbert}
 
@@ -273,8 +274,14 @@ def test_dream_chat_template(dream):
 
 
 # ------------------------------------------------------------------------------------------------
-# ZeroGPU wiring
+# ZeroGPU wiring (detected by ui/hosting.py, applied by the hub adapters)
 # ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_hosting(monkeypatch):
+    """Each test installs its own ``Hosting``; the module's default comes back afterwards."""
+    monkeypatch.setattr(hub, "_hosting", hub.Hosting())
 
 
 def fake_spaces_module(calls: list) -> types.ModuleType:
@@ -295,14 +302,15 @@ def fake_spaces_module(calls: list) -> types.ModuleType:
     return module
 
 
-def test_gpu_task_is_a_no_op_without_spaces(monkeypatch, mlm_folders):
+def test_gpu_task_is_a_no_op_without_spaces(monkeypatch, mlm_folders, fresh_hosting):
     monkeypatch.delenv("SPACE_ID", raising=False)
     monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
 
     def forward():
         return 1
 
-    assert hub.gpu_task(forward) is forward
+    assert hosting.gpu_task(forward) is forward
+    assert hosting.install() == hub.Hosting() == hub.current_hosting()
     adapter = registry.load_model(f"mlm:{mlm_folders['bert']}", device="cpu")
     assert adapter._forward == adapter._forward_on_device
 
@@ -314,23 +322,27 @@ def test_gpu_task_needs_the_spaces_package_even_on_spaces(monkeypatch):
     def forward():
         return 1
 
-    assert hub.gpu_task(forward) is forward
+    assert hosting.gpu_task(forward) is forward
+    assert hosting.detect() == hub.Hosting()
 
 
-def test_forward_runs_inside_spaces_gpu_on_spaces(monkeypatch, mlm_folders):
+def test_forward_runs_inside_spaces_gpu_on_spaces(monkeypatch, mlm_folders, fresh_hosting):
     calls: list = []
     monkeypatch.setitem(sys.modules, "spaces", fake_spaces_module(calls))
     monkeypatch.setenv("SPACE_ID", "someone/diffusion-canvas")
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
-    assert hub.on_zero_gpu()
+    assert hosting.on_zero_gpu()
+    assert hub.resolve_device(None).type in ("cpu", "cuda")  # before install: whatever this machine has
+    installed = hosting.install()
+    assert installed.gpu_in_calls_only and hub.current_hosting() is installed
     assert hub.resolve_device(None).type == "cuda"  # ZeroGPU attaches CUDA inside GPU calls
-    assert hub.available_memory(torch.device("cuda")) == hub.ZERO_GPU_MEMORY_BYTES
+    assert hub.available_memory(torch.device("cuda")) == hosting.ZERO_GPU_MEMORY_BYTES
     adapter = registry.load_model(f"mlm:{mlm_folders['bert']}", device="cpu")
     assert adapter._forward.wrapped == adapter._forward_on_device
     assert adapter.device == torch.device("cpu")  # the sampler stays on the CPU under ZeroGPU
     canvas = torch.tensor([adapter.encode("the fox") + [adapter.mask_id]])
     adapter.logits(canvas)
-    assert calls == [hub.ZERO_GPU_DURATION_S]
+    assert calls == [hosting.ZERO_GPU_DURATION_S]
 
     # Results must leave the GPU call on the CPU (ZeroGPU detaches the GPU when the call returns).
     moved = []

@@ -28,17 +28,17 @@ Loading is defensive because the app must never hang or crash on a model it cann
   retries) the load fails at once with ``ModelUnavailableError`` naming the model, its size and
   the ``hf download`` command;
 * models that cannot fit in RAM/VRAM are refused before anything is downloaded (``ModelTooLargeError``);
-* on Hugging Face ZeroGPU Spaces the forward pass runs inside ``spaces.GPU`` (a no-op elsewhere).
+* a host whose GPU exists only inside wrapped calls (Hugging Face ZeroGPU) is described by a
+  ``Hosting`` that the UI layer installs (``use_hosting``); nothing here knows about Spaces.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -66,11 +66,6 @@ TRUSTED_REMOTE_CODE: dict[str, str] = {
 # loads (an 8B model in fp32 on a 16 GB laptop) before a 16 GB download, not to pack memory tightly.
 MEMORY_OVERHEAD = 1.2
 BYTES_PER_DTYPE = {torch.float32: 4, torch.float16: 2, torch.bfloat16: 2}
-# ZeroGPU hands out a large slice of an A100/H200 per call; memory cannot be queried outside a
-# ``spaces.GPU`` function, so assume the documented minimum (40 GB).
-ZERO_GPU_MEMORY_BYTES = 40 * 1024**3
-# Upper bound (seconds) ZeroGPU reserves per spaces.GPU call; one forward of an 8B model takes well under it.
-ZERO_GPU_DURATION_S = 120
 
 HUB_PROBE_TIMEOUT_S = 3.0
 # Files a model needs; everything else in a repository (ONNX exports, TF/Flax weights, images) is skipped.
@@ -97,48 +92,51 @@ class ModelTooLargeError(ModelRefusedError):
 
 
 # --------------------------------------------------------------------------------------------------
-# Device, dtype, ZeroGPU
+# Hosting, device, dtype
 # --------------------------------------------------------------------------------------------------
 
 
-def _spaces_importable() -> bool:
-    if "spaces" in sys.modules:
-        return sys.modules["spaces"] is not None
-    try:
-        return importlib.util.find_spec("spaces") is not None
-    except (ImportError, ValueError):
-        return False
+def _unchanged(fn: Callable) -> Callable:
+    return fn
 
 
-def on_spaces_gpu() -> bool:
-    """True on a Hugging Face Space with the ``spaces`` package (ZeroGPU's ``@spaces.GPU``) importable."""
-    on_spaces = bool(os.environ.get("SPACE_ID")) or os.environ.get("SPACES_ZERO_GPU", "").lower() == "true"
-    return on_spaces and _spaces_importable()
+@dataclass(frozen=True)
+class Hosting:
+    """What the host machine dictates about running hub models; the default runs them plainly, here.
 
+    A host whose GPU exists only while a wrapped call runs (Hugging Face ZeroGPU's ``spaces.GPU``)
+    describes that here; the UI layer detects its host (``ui/hosting.py``) and installs the result
+    with ``use_hosting`` before it loads a model.
 
-def on_zero_gpu() -> bool:
-    return on_spaces_gpu() and os.environ.get("SPACES_ZERO_GPU", "").lower() == "true"
-
-
-def gpu_task(fn: Callable, duration: int = ZERO_GPU_DURATION_S) -> Callable:
-    """Wrap ``fn`` in ``spaces.GPU(duration=...)`` on Spaces; return ``fn`` unchanged everywhere else.
-
-    On ZeroGPU a GPU is attached only while a ``spaces.GPU``-decorated function runs, so the forward
-    pass of hub models goes through this: one GPU attach per denoising step, the price of keeping
-    the sampler free of Spaces code.
+    wrap_forward: wraps each hub model's forward function (on ZeroGPU: one GPU attach per step).
+    gpu_in_calls_only: CUDA exists only inside wrapped calls, so the default device is CUDA, the
+        sampler keeps its tensors on the CPU and each forward returns its logits on the CPU.
+    gpu_memory_bytes: GPU memory to assume when it cannot be queried (outside a call); None = query.
     """
-    if not on_spaces_gpu():
-        return fn
-    import spaces
 
-    return spaces.GPU(duration=duration)(fn)
+    wrap_forward: Callable[[Callable], Callable] = _unchanged
+    gpu_in_calls_only: bool = False
+    gpu_memory_bytes: int | None = None
+
+
+_hosting = Hosting()
+
+
+def use_hosting(hosting: Hosting) -> None:
+    """Install the host's rules for every hub model loaded from now on (the UI does this at start)."""
+    global _hosting
+    _hosting = hosting
+
+
+def current_hosting() -> Hosting:
+    return _hosting
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """The requested device, or CUDA when available (always on ZeroGPU), else CPU."""
+    """The requested device, or CUDA when available (always when the host grants a GPU per call), else CPU."""
     if device is not None:
         return torch.device(device)
-    if on_zero_gpu() or torch.cuda.is_available():
+    if _hosting.gpu_in_calls_only or torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
 
@@ -173,8 +171,8 @@ def available_memory(device: torch.device) -> int:
     Tests replace this function (monkeypatch) to simulate small or large machines.
     """
     if device.type == "cuda":
-        if on_zero_gpu():
-            return ZERO_GPU_MEMORY_BYTES
+        if _hosting.gpu_memory_bytes is not None:
+            return _hosting.gpu_memory_bytes
         free, _total = torch.cuda.mem_get_info(device)
         return int(free)
     return _meminfo_available_bytes()
@@ -432,14 +430,15 @@ def make_codec(tokenizer) -> HFCodec:
 
 
 class HubAdapter(ModelAdapter):
-    """Shared plumbing for hub models: device placement, chat template, ZeroGPU-wrapped forward.
+    """Shared plumbing for hub models: device placement, chat template, the host-wrapped forward.
 
     Subclasses implement ``_run_model(input_ids, attention_mask) -> logits`` (batch x length x vocab,
     position-aligned) on tensors already on ``self.model_device``.
 
     ``device`` is where callers (the sampler) keep their tensors; ``model_device`` is where the weights
-    are. They differ only on ZeroGPU, where CUDA exists only inside ``spaces.GPU`` calls: there the
-    sampler runs on the CPU and each forward moves its inputs to the GPU and its logits back.
+    are. They differ only on a host whose GPU exists only inside wrapped calls (``Hosting``, e.g.
+    ZeroGPU): there the sampler runs on the CPU and each forward moves its inputs to the GPU and its
+    logits back.
     """
 
     kind = "diffusion"
@@ -458,7 +457,8 @@ class HubAdapter(ModelAdapter):
         self.model = model.eval()
         # Where the loader put the weights (on ZeroGPU the parameters may report CPU outside a GPU call).
         self.model_device = torch.device(device) if device is not None else next(model.parameters()).device
-        self.device = torch.device("cpu") if on_zero_gpu() else self.model_device
+        self.hosting = _hosting  # the rules this adapter was loaded under
+        self.device = torch.device("cpu") if self.hosting.gpu_in_calls_only else self.model_device
         self.tokenizer = tokenizer
         self.spec = spec
         self.name = spec.display_name
@@ -467,8 +467,8 @@ class HubAdapter(ModelAdapter):
         self.eos_ids = tuple(dict.fromkeys(int(i) for i in eos_ids))
         self.max_length = int(max_length)
         self.vocab_size = _logits_width(model)
-        # On Spaces the GPU exists only inside spaces.GPU calls; outside, this is the plain function.
-        self._forward = gpu_task(self._forward_on_device)
+        # E.g. on ZeroGPU the GPU exists only inside spaces.GPU calls; elsewhere the plain function.
+        self._forward = self.hosting.wrap_forward(self._forward_on_device)
 
     def prepare_prompt(self, text: str) -> str:
         """Instruct models get the user's text as one user turn plus the assistant header (the model
@@ -491,8 +491,8 @@ class HubAdapter(ModelAdapter):
             attention_mask = attention_mask.to(self.model_device)
         with torch.no_grad():
             logits = self._run_model(input_ids, attention_mask).float()
-        # A ZeroGPU call gives the GPU back when it returns, so results must live on the CPU.
-        return logits.cpu() if on_zero_gpu() else logits
+        # A per-call GPU (ZeroGPU) is given back when the call returns, so results must live on the CPU.
+        return logits.cpu() if self.hosting.gpu_in_calls_only else logits
 
     def _run_model(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
