@@ -149,6 +149,18 @@ def test_state_is_numpy_only():
     assert not any(t.startswith("dlm_core") for t in GRAPH["dlm_core.state"])
 
 
+def test_strategy_rules_are_plain_data_and_every_rule_has_a_function():
+    """``SamplerConfig`` can validate strategies from ``sampler.rules`` without the torch code."""
+    from dlm_core.sampler.rules import STRATEGY_RULES
+    from dlm_core.sampler.strategies import STRATEGIES
+
+    assert not {t for t in GRAPH["dlm_core.sampler.rules"] if t in THIRD_PARTY or t.startswith("dlm_core")}
+    assert list(STRATEGIES) == list(STRATEGY_RULES)
+    for name, spec in STRATEGIES.items():
+        assert spec.name == name and callable(spec.fn)
+        assert all(getattr(spec, field) == getattr(STRATEGY_RULES[name], field) for field in vars(STRATEGY_RULES[name]))
+
+
 def test_the_display_layer_loads_without_torch():
     """What the import graph promises, checked in a fresh interpreter: viz and state need numpy only."""
     viz = sorted(m for m in GRAPH if m == "dlm_core.viz" or m.startswith("dlm_core.viz."))

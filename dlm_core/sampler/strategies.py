@@ -1,7 +1,7 @@
 """Unmasking strategies: which masked slots of the active block to commit at a step.
 
 One registry, ``STRATEGIES``; adding a strategy means writing one function decorated with
-``@strategy(name, ...)``. A strategy sees a ``StepContext`` (torch tensors over the b batch rows
+``@strategy(name)`` and adding its rules to ``rules.STRATEGY_RULES`` (plain data, read by the config). A strategy sees a ``StepContext`` (torch tensors over the b batch rows
 being decoded and the W slots of each row's active block) and returns a ``Selection``:
 
 * ``confidence`` (b x W, float64): the strategy's score for each candidate's proposal x0 (higher =
@@ -27,12 +27,13 @@ Ties in every top-k are broken by reading order (stable sort).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import Any
 
 import torch
 
+from .rules import STRATEGY_RULES, StrategyRules
 from .schedule import llada_count
 
 NEG_INF = float("-inf")
@@ -82,25 +83,11 @@ class Selection:
     transfer: torch.Tensor  # b x W bool
 
 
-@dataclass(frozen=True)
-class StrategySpec:
-    """A registered strategy and the rules ``denoise`` and ``SamplerConfig`` apply around it.
+@dataclass(frozen=True, kw_only=True)
+class StrategySpec(StrategyRules):
+    """A registered strategy: its rules (``rules.StrategyRules``) and the function that applies it."""
 
-    exact_steps: runs exactly the budgeted steps (else adaptive: at most ``steps``).
-    one_per_step: commits exactly one slot per step (``steps`` must equal the number of slots).
-    allows_remask: may be combined with ReMDM re-masking.
-    autoregressive_ok: valid for ``model.kind == "autoregressive"`` (needs left context only).
-    ranked: commits a number of slots ranked by confidence (``rank_select``), so
-        ``config.order_temperature`` applies.
-    """
-
-    name: str
     fn: Callable[[StepContext], Selection]
-    exact_steps: bool = True
-    one_per_step: bool = False
-    allows_remask: bool = True
-    autoregressive_ok: bool = False
-    ranked: bool = False
 
     @property
     def doc(self) -> str:
@@ -110,13 +97,16 @@ class StrategySpec:
 STRATEGIES: dict[str, StrategySpec] = {}
 
 
-def strategy(name: str, **flags: bool) -> Callable[[Callable[[StepContext], Selection]], Callable]:
-    """Register ``fn`` under ``name`` (see ``StrategySpec`` for the flags)."""
+def strategy(name: str) -> Callable[[Callable[[StepContext], Selection]], Callable]:
+    """Register ``fn`` under ``name`` with its rules from ``rules.STRATEGY_RULES``."""
 
     def register(fn: Callable[[StepContext], Selection]) -> Callable[[StepContext], Selection]:
         if name in STRATEGIES:
             raise ValueError(f"strategy {name!r} is registered twice")
-        STRATEGIES[name] = StrategySpec(name=name, fn=fn, **flags)
+        if name not in STRATEGY_RULES:
+            raise ValueError(f"strategy {name!r} has no entry in rules.STRATEGY_RULES")
+        rules = STRATEGY_RULES[name]
+        STRATEGIES[name] = StrategySpec(**{f.name: getattr(rules, f.name) for f in fields(rules)}, fn=fn)
         return fn
 
     return register
@@ -175,7 +165,7 @@ def minimum_rate(ctx: StepContext) -> torch.Tensor:
 # -- LLaDA (Nie et al. 2025, "Large Language Diffusion Models", Algorithm 5 / generate.py) ----------
 
 
-@strategy("low_confidence", ranked=True)
+@strategy("low_confidence")
 def low_confidence(ctx: StepContext) -> Selection:
     """LLaDA low-confidence remasking.
 
@@ -205,7 +195,7 @@ def random_order(ctx: StepContext) -> Selection:
 # -- Dream (Ye et al. 2025, "Dream 7B", generation_utils.py ``_sample``) ----------------------------
 
 
-@strategy("maskgit_plus", ranked=True)
+@strategy("maskgit_plus")
 def maskgit_plus(ctx: StepContext) -> Selection:
     """Dream ``maskgit_plus`` (MaskGIT, Chang et al. 2022): confidence = tempered(x0), i.e. the max
     probability at T = 0, the probability of the sampled token at T > 0. Commit the
@@ -216,7 +206,7 @@ def maskgit_plus(ctx: StepContext) -> Selection:
     return Selection(confidence, rank_select(ctx, confidence, dream_count(ctx)))
 
 
-@strategy("topk_margin", ranked=True)
+@strategy("topk_margin")
 def topk_margin(ctx: StepContext) -> Selection:
     """Dream ``topk_margin`` (Kim et al. 2025): confidence = p_(1) - p_(2), the margin between the two
     most likely tokens of the tempered distribution. Dream's count rule.
@@ -226,7 +216,7 @@ def topk_margin(ctx: StepContext) -> Selection:
     return Selection(confidence, rank_select(ctx, confidence, dream_count(ctx)))
 
 
-@strategy("entropy", ranked=True)
+@strategy("entropy")
 def entropy(ctx: StepContext) -> Selection:
     """Dream ``entropy``: confidence = -H(p) = sum_v p_v log(p_v + 1e-10) over the tempered
     distribution (<= 0; the least uncertain slots go first). Dream's count rule.
@@ -236,7 +226,7 @@ def entropy(ctx: StepContext) -> Selection:
     return Selection(confidence, rank_select(ctx, confidence, dream_count(ctx)))
 
 
-@strategy("origin", exact_steps=False)
+@strategy("origin")
 def origin(ctx: StepContext) -> Selection:
     """Dream ``origin`` (the MDLM/D3PM ancestral reverse step, Sahoo et al. 2024): each masked slot
     of the block unmasks independently with probability 1 - s/t (U < 1 - s/t, one float64 draw per
@@ -251,7 +241,7 @@ def origin(ctx: StepContext) -> Selection:
 # -- Fast-dLLM (Wu et al. 2025, "Fast-dLLM: Training-free Acceleration of Diffusion LLM") ----------
 
 
-@strategy("threshold", exact_steps=False)
+@strategy("threshold")
 def threshold(ctx: StepContext) -> Selection:
     """Fast-dLLM confidence-aware parallel decoding: commit every masked slot of the block with
     confidence c_i = softmax(logits_i)[x0_i] > threshold, and always at least the single most
@@ -266,7 +256,7 @@ def threshold(ctx: StepContext) -> Selection:
     return Selection(confidence, above | top_k_mask(confidence, ctx.candidates, minimum_rate(ctx)))
 
 
-@strategy("factor", exact_steps=False)
+@strategy("factor")
 def factor(ctx: StepContext) -> Selection:
     """Fast-dLLM factor-based parallel decoding: with c_(1) >= c_(2) >= ... the sorted confidences
     (softmax(logits)[x0]) of the block's masked slots, commit the n most confident for the largest n
@@ -313,7 +303,7 @@ def entropy_bound_count(entropy: torch.Tensor, candidates: torch.Tensor, gamma: 
     return (within & (before <= gamma)).sum(1)
 
 
-@strategy("entropy_bound", exact_steps=False)
+@strategy("entropy_bound")
 def entropy_bound(ctx: StepContext) -> Selection:
     """EB-sampler entropy-bounded unmasking: sort the block's masked slots by the entropy H_i of
     ``ctx.probs`` = softmax(logits_i) (temperature 1, after top-k / top-p truncation: the model's
@@ -337,7 +327,7 @@ def entropy_bound(ctx: StepContext) -> Selection:
 # -- autoregressive order, for comparison ----------------------------------------------------------
 
 
-@strategy("left_to_right", one_per_step=True, allows_remask=False, autoregressive_ok=True)
+@strategy("left_to_right")
 def left_to_right(ctx: StepContext) -> Selection:
     """Autoregressive order: exactly one slot per step, the leftmost masked slot (reading order).
 
