@@ -1,4 +1,4 @@
-"""``StepState``, the one record every layer shares, and the constants that go with it. numpy only.
+"""``StepState`` and ``RunInfo``, the records every layer shares, and their constants. numpy only.
 
 The sampler produces ``StepState`` snapshots (``dlm_core.sampler``), the trajectory records and
 replays them (``dlm_core.trajectory``), the display draws them (``dlm_core.viz``); none of those
@@ -8,13 +8,17 @@ needs torch to read one, so the type lives here, below all of them, with nothing
 the step looked at (its *window*) and spread over the canvas (NaN / -1 elsewhere), and
 ``answer_end`` is derived from the tokens, so every producer (the diffusion loop, the cached
 autoregressive decoder, a trajectory read from JSON) agrees on both.
+
+``RunInfo`` is what a run is *of*: model, prompt and settings. A ``Trajectory`` is one (plus its
+states), the display's ``RunMeta`` is one (plus what the display adds), so the display reads a
+trajectory's metadata without importing the trajectory module or repeating its fields.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -107,6 +111,35 @@ class StepState:
     def text_ids(self) -> list[int]:
         """Ids of the whole canvas up to the answer's end: prompt, infilled slots and answer."""
         return [int(i) for i in self.tokens[: self.answer_end]]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run is of. ``config``: ``SamplerConfig.to_dict()``; ``eos_ids``: the model's end-of-text ids."""
+
+    model: str
+    model_kind: str  # "diffusion" or "autoregressive"
+    prompt: str
+    config: dict[str, Any]
+    mask_id: int
+    eos_ids: tuple[int, ...]
+
+    @staticmethod
+    def describe(model: Any, prompt: str, config: Any) -> dict[str, Any]:
+        """The ``RunInfo`` fields for ``model`` (a ``ModelAdapter``), ``prompt`` and ``config`` (a
+        ``SamplerConfig`` or its dict), as keyword arguments for ``RunInfo`` or any subclass."""
+        return {
+            "model": str(model.name),
+            "model_kind": str(model.kind),
+            "prompt": prompt,
+            "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
+            "mask_id": int(model.mask_id),
+            "eos_ids": tuple(int(i) for i in model.eos_ids),
+        }
+
+    def info(self) -> dict[str, Any]:
+        """This run's ``RunInfo`` fields as keyword arguments (to build another subclass from it)."""
+        return {field.name: getattr(self, field.name) for field in fields(RunInfo)}
 
 
 def answer_end(tokens: np.ndarray, masked: np.ndarray, prompt_length: int, eos_ids: Sequence[int] | np.ndarray) -> int:

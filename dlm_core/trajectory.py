@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from .sampler import ConfigError, EncodedPrompt, SamplerConfig, denoise, prompt_text
-from .state import TOPK, Blank, StepState, step_state
+from .state import TOPK, Blank, RunInfo, StepState, step_state
 
 SCHEMA_VERSION = "diffusion-canvas/trajectory/1"
 MAX_POSITIONS = 4096  # canvas length
@@ -79,16 +79,11 @@ def _round(values: np.ndarray | None) -> np.ndarray | None:
     return None if values is None else np.round(values.astype(np.float64), DECIMALS)
 
 
-@dataclass(eq=False)
-class Trajectory:
-    """One run. ``states[0]`` is the initial canvas, ``states[k]`` the canvas after model step k."""
+@dataclass(frozen=True, eq=False)
+class Trajectory(RunInfo):
+    """One run: its ``RunInfo`` (model, prompt, settings) and its states. ``states[0]`` is the
+    initial canvas, ``states[k]`` the canvas after model step k."""
 
-    model: str
-    model_kind: str
-    mask_id: int
-    eos_ids: tuple[int, ...]
-    prompt: str
-    config: dict[str, Any]
     states: list[StepState]
     vocab: dict[int, str]
     final_text: str
@@ -284,12 +279,7 @@ class TrajectoryBuilder:
         model, final = self.model, self.states[-1]
         vocab = {i: model.token_text(i) for i in sorted(self._ids)}
         return Trajectory(
-            model=model.name,
-            model_kind=model.kind,
-            mask_id=int(model.mask_id),
-            eos_ids=tuple(int(i) for i in model.eos_ids),
-            prompt=self.prompt,
-            config=self.config.to_dict(),
+            **RunInfo.describe(model, self.prompt, self.config),
             states=list(self.states),
             vocab=vocab,
             final_text=model.decode(final.text_ids()),

@@ -16,8 +16,9 @@ strategy's score is shown separately in the inspector.
 Thread safety: one thread may ``add`` states while others render (the app's model worker and its
 event handler); ``lock`` guards the running arrays, and ``frame`` copies them while holding it.
 
-Duck-typed on purpose: nothing here imports torch, gradio or ``dlm_core.sampler``; states only need
-the ``StepState`` attributes and a trajectory only ``states``, ``vocab`` and its metadata fields.
+Nothing here imports torch, gradio, ``dlm_core.sampler`` or ``dlm_core.trajectory``: states only need
+the ``StepState`` attributes, and a trajectory is read as what it is, a ``RunInfo`` (``state``) with
+``states``, ``vocab`` and ``final_text``; ``RunMeta`` is that ``RunInfo`` plus what the display adds.
 """
 
 from __future__ import annotations
@@ -30,17 +31,13 @@ from typing import Any
 
 import numpy as np
 
+from ..state import RunInfo
+
 
 @dataclass(frozen=True)
-class RunMeta:
-    """What the display needs to know about a run besides its states."""
+class RunMeta(RunInfo):
+    """What the display needs to know about a run besides its states: its ``RunInfo`` and these."""
 
-    model: str
-    model_kind: str
-    prompt: str
-    config: dict[str, Any]
-    mask_id: int
-    eos_ids: tuple[int, ...]
     expected_steps: int  # the step budget: the heatmap's fixed height; adaptive strategies may use fewer
     label: str = ""  # e.g. "replay of an uploaded file"
 
@@ -92,33 +89,15 @@ class RunView:
     ) -> RunView:
         """An empty view for a run about to start (``config``: a SamplerConfig or its dict;
         ``token_text`` defaults to ``model.token_text``)."""
-        config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-        meta = RunMeta(
-            model=str(model.name),
-            model_kind=str(model.kind),
-            prompt=prompt,
-            config=config_dict,
-            mask_id=int(model.mask_id),
-            eos_ids=tuple(int(i) for i in model.eos_ids),
-            expected_steps=0,  # set from the first state (needs the slot count)
-            label=label,
-        )
+        # expected_steps is set from the first state (it needs the slot count)
+        meta = RunMeta(**RunInfo.describe(model, prompt, config), expected_steps=0, label=label)
         return cls(meta, token_text or model.token_text)
 
     @classmethod
     def from_trajectory(cls, trajectory: Any, label: str = "") -> RunView:
         """A complete (or stopped) recorded run; token texts come from the trajectory's vocab."""
         vocab = trajectory.vocab
-        meta = RunMeta(
-            model=trajectory.model,
-            model_kind=trajectory.model_kind,
-            prompt=trajectory.prompt,
-            config=dict(trajectory.config),
-            mask_id=int(trajectory.mask_id),
-            eos_ids=tuple(int(i) for i in trajectory.eos_ids),
-            expected_steps=0,
-            label=label,
-        )
+        meta = RunMeta(**trajectory.info(), expected_steps=0, label=label)
         view = cls(meta, lambda token_id: vocab.get(int(token_id), f"<{int(token_id)}>"), trajectory.states)
         view.final_text = trajectory.final_text
         view.status = "done" if trajectory.final.done else "stopped"
