@@ -526,6 +526,15 @@ def _check_mask_token(tokenizer, mask_id: int, name: str) -> None:
         logger.warning("%s: token %s is %r, which does not look like a mask token", name, mask_id, piece)
 
 
+def _registry_conventions(model, tokenizer, spec: ModelSpec, *context_fields: str) -> dict[str, Any]:
+    """LLaDA / Dream: the mask id from the registry (checked against the tokenizer), the registry's
+    end-of-text ids plus the tokenizer's, and the context length (``_context_length``)."""
+    max_length = _context_length(model.config, spec.max_length, *context_fields)
+    eos = tuple(spec.eos_ids) + ((tokenizer.eos_token_id,) if tokenizer.eos_token_id is not None else ())
+    _check_mask_token(tokenizer, spec.mask_id, spec.display_name)
+    return {"mask_id": spec.mask_id, "eos_ids": eos, "max_length": max_length}
+
+
 class LLaDAAdapter(HubAdapter):
     """LLaDA 8B Instruct / LLaDA 1.5 (GSAI-ML/LLaDA-8B-Instruct, GSAI-ML/LLaDA-1.5 model cards).
 
@@ -536,13 +545,8 @@ class LLaDAAdapter(HubAdapter):
     """
 
     def __init__(self, model, tokenizer, spec: ModelSpec, device: torch.device | None = None):
-        config = model.config
-        max_length = _context_length(config, spec.max_length, "max_sequence_length", "max_position_embeddings")
-        eos = tuple(spec.eos_ids) + ((tokenizer.eos_token_id,) if tokenizer.eos_token_id is not None else ())
-        _check_mask_token(tokenizer, spec.mask_id, spec.display_name)
-        super().__init__(
-            model, tokenizer, spec, mask_id=spec.mask_id, eos_ids=eos, max_length=max_length, device=device
-        )
+        conventions = _registry_conventions(model, tokenizer, spec, "max_sequence_length", "max_position_embeddings")
+        super().__init__(model, tokenizer, spec, device=device, **conventions)
 
     def _run_model(self, input_ids, attention_mask):
         if attention_mask is None or bool(torch.all(attention_mask != 0)):
@@ -562,13 +566,8 @@ class DreamAdapter(HubAdapter):
     """
 
     def __init__(self, model, tokenizer, spec: ModelSpec, device: torch.device | None = None):
-        config = model.config
-        max_length = _context_length(config, spec.max_length, "max_position_embeddings")
-        eos = tuple(spec.eos_ids) + ((tokenizer.eos_token_id,) if tokenizer.eos_token_id is not None else ())
-        _check_mask_token(tokenizer, spec.mask_id, spec.display_name)
-        super().__init__(
-            model, tokenizer, spec, mask_id=spec.mask_id, eos_ids=eos, max_length=max_length, device=device
-        )
+        conventions = _registry_conventions(model, tokenizer, spec, "max_position_embeddings")
+        super().__init__(model, tokenizer, spec, device=device, **conventions)
 
     def _run_model(self, input_ids, attention_mask):
         if attention_mask is None or bool(torch.all(attention_mask != 0)):

@@ -87,6 +87,18 @@ def cursor_shapes(step: int, last: int, budget: int) -> list[dict[str, Any]]:
     ]
 
 
+def _markers(name: str, steps, positions, token_ids, view: RunView) -> dict[str, Any]:
+    """A scatter trace of markers at (position, step), each labelled with its token's text."""
+    return {
+        "type": "scatter",
+        "mode": "markers",
+        "name": name,
+        "x": _positions(list(positions)),
+        "y": _positions(list(steps)),
+        "text": [html.escape(visible(view.token_text(t))) for t in token_ids],
+    }
+
+
 def heatmap_dict(view: RunView, *, cursor: int | None = None, upto: int | None = None, revision: str = "") -> dict:
     """The figure for ``view`` (rows 0..``upto``, default all) with the cursor at ``cursor``
     (default: the last row). ``revision`` keeps the user's zoom across updates of one run."""
@@ -130,38 +142,19 @@ def heatmap_dict(view: RunView, *, cursor: int | None = None, upto: int | None =
     ]
     if commits:
         steps, positions, probs = zip(*commits, strict=True)
-        data.append(
-            {
-                "type": "scatter",
-                "mode": "markers",
-                "name": "written",
-                "x": _positions(list(positions)),
-                "y": _positions(list(steps)),
-                "customdata": typed_array(np.asarray(probs, dtype=np.float32)),
-                "text": [html.escape(visible(view.token_text(view.states[s].tokens[p]))) for s, p, _ in commits],
-                "hovertemplate": "%{text}<br>written at step %{y} · position %{x}<br>%{customdata:.0%} sure<extra></extra>",
-                "marker": {
-                    "symbol": "circle",
-                    "size": 6,
-                    "color": COMMIT_COLOUR,
-                    "line": {"width": 1, "color": "#ffffff"},
-                },
-            }
+        written = _markers("written", steps, positions, [view.states[s].tokens[p] for s, p, _ in commits], view)
+        written["customdata"] = typed_array(np.asarray(probs, dtype=np.float32))
+        written["hovertemplate"] = (
+            "%{text}<br>written at step %{y} · position %{x}<br>%{customdata:.0%} sure<extra></extra>"
         )
+        written["marker"] = {"symbol": "circle", "size": 6, "color": COMMIT_COLOUR, "line": {"width": 1, "color": "#ffffff"}}
+        data.append(written)
     if remasks:
         steps, positions, lost = zip(*remasks, strict=True)
-        data.append(
-            {
-                "type": "scatter",
-                "mode": "markers",
-                "name": "re-masked",
-                "x": _positions(list(positions)),
-                "y": _positions(list(steps)),
-                "text": [html.escape(visible(view.token_text(t))) for t in lost],
-                "hovertemplate": "%{text} re-masked at step %{y} · position %{x}<extra></extra>",
-                "marker": {"symbol": "x", "size": 8, "color": REMASK_COLOUR},
-            }
-        )
+        remasked = _markers("re-masked", steps, positions, lost, view)
+        remasked["hovertemplate"] = "%{text} re-masked at step %{y} · position %{x}<extra></extra>"
+        remasked["marker"] = {"symbol": "x", "size": 8, "color": REMASK_COLOUR}
+        data.append(remasked)
     layout = {
         "height": HEIGHT,
         "margin": {"l": 56, "r": 8, "t": 28, "b": 44},
