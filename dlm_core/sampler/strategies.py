@@ -311,7 +311,8 @@ def entropy_bound(ctx: StepContext) -> Selection:
     sum_{i<=k} H_(i) - max_{i<=k} H_(i) <= gamma (``config.gamma``, nats), and at least one.
     The left side bounds the mutual information among the committed tokens, i.e. the error of
     drawing them independently in one step instead of one by one. gamma = 0 commits one slot per
-    step (more only if several have entropy exactly 0); a large gamma commits the whole block.
+    step (more only if several have entropy exactly 0); a large gamma commits the whole block. The
+    default, 0.1, is diffusers' ``EntropyBoundScheduler``'s; ``benchmarks/frontier.py`` sweeps it.
 
     confidence = -H_i (higher = surer). Same budget floor as ``threshold`` (ceil(masked / steps
     left in the block)), so a block finishes within its share of ``steps``; with steps = number of
