@@ -11,9 +11,10 @@ import string
 from pathlib import Path
 
 import torch
+from transformers import AutoModel, AutoTokenizer
 
 from .base import CharCodec, HFCodec, ModelAdapter
-from .canvas_lm import CanvasConfig, CanvasLM
+from .canvas_lm import CanvasConfig, CanvasLM, register_auto_classes
 
 ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 # The order temperature (Dream's alg_temp, ``SamplerConfig.order_temperature``) to sample the
@@ -97,10 +98,6 @@ def tiny_random_model(seed: int = 0, causal: bool = False, max_length: int = 512
 
 def load_canvas(path: str | Path, name: str | None = None, device: str | torch.device = "cpu") -> CanvasAdapter:
     """Load a built-in model folder (config.json, model.safetensors, tokenizer.json) via the Auto classes."""
-    from transformers import AutoModel, AutoTokenizer
-
-    from .canvas_lm import register_auto_classes
-
     register_auto_classes()
     path = Path(path)
     if not (path / "config.json").is_file():
