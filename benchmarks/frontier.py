@@ -90,7 +90,8 @@ def measure_setting(model, scorer, prompts: list[str], config: SamplerConfig, ar
         "tokens_per_forward": statistics.mean(len(g) / f.nfe for g, f in zip(generated, finals, strict=True)),
         "nfe": statistics.mean(f.nfe for f in finals),
         **text_quality(scorer, pairs),
-        "known_word_share": statistics.mean(known_word_share(model.decode(g)) for g in generated),
+        # pooled over the samples' words (a sample without words would make a per-sample mean NaN)
+        "known_word_share": known_word_share("\n".join(model.decode(g) for g in generated)),
         "wall_s": statistics.mean(seconds),
         "ms_per_forward": statistics.mean(1000 * s / f.nfe for s, f in zip(seconds, finals, strict=True)),
     }
