@@ -25,39 +25,17 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from typing import Any, NoReturn, TextIO
 
 from .sampler import ConfigError, PromptError, SamplerConfig, StepState, denoise
-from .sampler.config import REMASK_MODES
+from .sampler.config import SETTINGS
 from .sampler.strategies import STRATEGIES
 from .trajectory import Trajectory, TrajectoryBuilder, TrajectoryError
 
 # The app's default unless DIFFUSION_CANVAS_MODEL names another (the test suite sets tiny-random).
 DEFAULT_MODEL = os.environ.get("DIFFUSION_CANVAS_MODEL", "").strip() or "canvas-diffusion"
 MASK_GLYPH = "\u2591"
-
-FIELD_HELP = {
-    "gen_length": "masks appended after the prompt, 0..2048 (may be 0 with [MASK] placeholders)",
-    "steps": "model steps; none = one per generation slot",
-    "block_length": "semi-autoregressive block size; none = one block",
-    "strategy": f"unmasking strategy: {', '.join(STRATEGIES)}",
-    "temperature": "0 = greedy; > 0 = Gumbel-max sampling",
-    "top_k": "keep the k most likely tokens (none = off)",
-    "top_p": "nucleus mass in (0, 1] (none = off)",
-    "seed": "seed of the run's private generator",
-    "threshold": "Fast-dLLM confidence threshold (strategy threshold)",
-    "factor": "Fast-dLLM factor f (strategy factor)",
-    "eps": "Dream's final timestep (Dream strategies)",
-    "order_temperature": "Dream's alg_temp: 0 = most confident first; > 0 = sample which slots to commit",
-    "remask": f"ReMDM re-masking: none, {', '.join(REMASK_MODES)}",
-    "eta": "ReMDM eta: cap / scale of the re-masking probability",
-    "remask_t_on": "re-mask only while the block's masked fraction t <= this",
-    "remask_t_off": "... and t > this",
-    "cfg_scale": "classifier-free guidance scale (0 = off; costs 2 NFE per step)",
-    "cache": "Fast-dLLM KV cache for diffusion models: none, prefix, dual (approximate; refreshed per block)",
-    "record_topk": "record the 5 most likely tokens per position",
-}
 
 # ANSI styles (used only when colour is on).
 GREEN, RED, DIM, BOLD, RESET = "\x1b[1;32m", "\x1b[31m", "\x1b[2m", "\x1b[1m", "\x1b[0m"
@@ -116,13 +94,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see --help)\n")
 
 
-def _field_kind(annotation: str) -> str:
-    for kind in ("bool", "int", "float", "str"):
-        if kind in str(annotation):
-            return kind
-    return "str"
-
-
 def _convert(kind: str, optional: bool, raw: str) -> Any:
     """CLI text -> field value. Unparsable text is passed on unchanged, so SamplerConfig's
     ConfigError reports it with the field's allowed range (one message format for every error)."""
@@ -147,21 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
     generate.add_argument("--out", help="write the trajectory JSON here")
     _add_display_options(generate)
-    for field in fields(SamplerConfig):
-        option = "--" + field.name.replace("_", "-")
-        kind = _field_kind(field.type)
-        if kind == "bool":
-            generate.add_argument(
-                option, dest=field.name, action="store_true", default=argparse.SUPPRESS, help=FIELD_HELP[field.name]
-            )
+    for field in fields(SamplerConfig):  # one flag per setting, its help from the settings table
+        option, spec = "--" + field.name.replace("_", "-"), SETTINGS[field.name]
+        if spec.kind == "bool":
+            generate.add_argument(option, dest=field.name, action="store_true", default=argparse.SUPPRESS, help=spec.help)
             continue
-        default = field.default if field.default is not MISSING else None
         generate.add_argument(
             option,
             dest=field.name,
             default=argparse.SUPPRESS,
-            metavar=kind.upper(),
-            help=f"{FIELD_HELP.get(field.name, '')} (default {default})",
+            metavar="STR" if spec.kind == "choice" else spec.kind.upper(),
+            help=f"{spec.help} (default {field.default})",
         )
 
     replay = commands.add_parser("replay", help="print the final text and stats of a trajectory JSON file")
@@ -184,8 +151,8 @@ def config_from_args(args: argparse.Namespace) -> SamplerConfig:
             continue
         raw = getattr(args, field.name)
         if isinstance(raw, str):
-            optional = "None" in str(field.type)
-            raw = _convert(_field_kind(field.type), optional, raw)
+            spec = SETTINGS[field.name]
+            raw = _convert(spec.kind, spec.optional, raw)
         values[field.name] = raw
     return SamplerConfig.from_dict(values)
 
@@ -328,7 +295,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     trajectory = Trajectory.load(args.path)
     if args.animate:
-        view = CanvasView(trajectory.token_text, sys.stdout, args.display, args.color, str(trajectory.num_steps))
+        def token_text(token_id: int) -> str:  # replay needs no tokenizer: the file carries its token texts
+            return trajectory.vocab[int(token_id)]
+
+        view = CanvasView(token_text, sys.stdout, args.display, args.color, str(trajectory.num_steps))
         if view.mode == "progress" and args.display == "auto":
             view.mode = "none"
         for state in trajectory.states:

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # benchmarks/load_test.py imports this file with only tests/ on the path
     sys.path.insert(0, str(ROOT))
 
-from ui.streaming import RUN_OUTPUTS  # noqa: E402 (after the path fix above)
+from ui.settings import START_VALUES  # noqa: E402 (after the path fix above)
+from ui.streaming import RUN_OUTPUTS  # noqa: E402
 
 ARTIFACTS = ROOT / "test-artifacts"
 START_TIMEOUT = 120.0  # seconds; importing torch + gradio on a busy 2-core machine is slow
@@ -101,29 +102,19 @@ def app_process(environment: dict[str, str], name: str) -> Iterator[tuple[str, i
 
 # -- the app's API settings --------------------------------------------------------------------------
 
-# Every setting of /generate, /step and /rewrite with small, deterministic values (greedy, no top-p):
-# the one copy the API tests and benchmarks/load_test.py start from.
+# Every setting of /generate, /step and /rewrite: the app's starting values (from the settings table),
+# with small, deterministic run settings (greedy, no top-p, no order randomness, one block): the one copy
+# the API tests and benchmarks/load_test.py start from.
 API_DEFAULTS = {
+    **START_VALUES,
     "model": "tiny-random",
     "prompt": "ROMEO:\n",
-    "strategy": "low_confidence",
     "gen_length": 32,
     "steps": 16,
     "block_length": 0,
     "temperature": 0.0,
-    "top_k": 0,
     "top_p": 1.0,
-    "seed": 0,
-    "threshold": 0.9,
-    "factor": 1.0,
-    "eps": 0.001,
     "order_temperature": 0.0,
-    "remask": "off",
-    "eta": 0.05,
-    "remask_t_on": 1.0,
-    "remask_t_off": 0.0,
-    "cfg_scale": 0.0,
-    "cache": "off",
 }
 
 

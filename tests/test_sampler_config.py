@@ -1,6 +1,7 @@
 """SamplerConfig validation: every field, wrong types, cross-field and model-dependent rules."""
 
 import math
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -8,14 +9,9 @@ import torch
 
 from dlm_core.models import ModelAdapter, tiny_random_model
 from dlm_core.sampler import STRATEGIES, ConfigError, PromptError, SamplerConfig, denoise, denoise_batch
+from dlm_core.sampler.config import SETTINGS, steps_range
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_defaults_are_valid_and_round_trip_through_dict():
@@ -197,3 +193,50 @@ def test_order_temperature_only_with_strategies_that_rank_by_confidence():
         with pytest.raises(ConfigError) as excinfo:
             SamplerConfig(strategy=name, order_temperature=0.2)
         assert excinfo.value.field == "order_temperature" and "low_confidence, maskgit_plus" in str(excinfo.value)
+
+
+# -- the settings table ----------------------------------------------------------------------------------
+
+
+def test_every_field_is_in_the_settings_table_with_its_range_in_the_messages():
+    assert list(SETTINGS) == [f.name for f in fields(SamplerConfig)]
+    for name, spec in SETTINGS.items():
+        assert spec.label and spec.help and spec.kind in ("int", "float", "choice", "bool"), name
+        if spec.kind in ("int", "float"):
+            with pytest.raises(ConfigError) as info:  # just past the top of the table's range
+                SamplerConfig(**{name: spec.high * 2 + 1 if spec.kind == "float" else int(spec.high) + 1})
+            assert info.value.field == name and spec.interval() in info.value.message, info.value.message
+            if name != "remask_t_off":  # whose top is ruled out by t_off < t_on <= 1
+                SamplerConfig(**{name: spec.high if not spec.open_high else spec.high / 2})  # the top itself is fine
+
+
+def test_every_widget_value_is_a_valid_config_value():
+    """The app's ranges lie inside the sampler's: any value a widget can send (other than its "off"
+    value, which stands for None) passes validation."""
+    for name, spec in SETTINGS.items():
+        widget = spec.widget
+        if widget is None or spec.kind == "choice":
+            if widget is not None:  # the strategy's choices are every strategy (spec.choices None)
+                allowed = set(STRATEGIES if spec.choices is None else spec.choices)
+                assert {value for _, value in widget.choices} - {widget.off} <= allowed, name
+            continue
+        for value in (widget.low, widget.high, widget.value):
+            if value is None or value == widget.off or (name, value) in (("remask_t_on", 0), ("remask_t_off", 1)):
+                continue  # these ends leave no t with t_off < t <= t_on: a cross-field error, reported as such
+            SamplerConfig(**{name: int(value) if spec.kind == "int" else float(value)})
+
+
+@pytest.mark.parametrize(
+    ("slots", "block_length", "one_per_step", "expected"),
+    [(64, None, False, (1, 64)), (64, 32, False, (2, 64)), (65, 32, False, (3, 65)), (10, 4, True, (10, 10)),
+     (0, None, False, (0, 0)), (5, 100, False, (1, 5))],
+)
+def test_steps_range_is_one_per_block_to_one_per_slot(slots, block_length, one_per_step, expected):
+    assert steps_range(slots, block_length, one_per_step) == expected
+
+
+def test_the_steps_rule_is_the_one_validation_uses():
+    low, _ = steps_range(100, 30)
+    SamplerConfig(gen_length=100, block_length=30, steps=low)
+    with pytest.raises(ConfigError, match=r"number of blocks \(4 = ceil"):
+        SamplerConfig(gen_length=100, block_length=30, steps=low - 1)

@@ -17,7 +17,6 @@ import gradio as gr
 
 from dlm_core.models import registry
 from dlm_core.sampler import STRATEGIES, EncodedPrompt, canvas_prompt
-from dlm_core.sampler.config import MAX_SEED
 from dlm_core.trajectory import Trajectory
 from dlm_core.viz import (
     CURSOR_JS,
@@ -38,8 +37,6 @@ from . import ASSETS
 from .errors import check_number, guarded, read_input, user_error
 from .limits import (
     INFERENCE_CONCURRENCY,
-    MAX_GEN_LENGTH,
-    MAX_STEPS,
     MAX_UPLOAD_BYTES,
     MAX_UPLOAD_CONTAINERS,
     UPLOAD_LIMIT_TEXT,
@@ -47,15 +44,12 @@ from .limits import (
 from .models import checked_model_name, default_model_key, get_model, model_choices, model_note_html
 from .session import Run, Session, supersede
 from .settings import (
-    CACHE_CHOICES,
-    DEFAULT_ORDER_TEMPERATURE,
     DREAM_STRATEGIES,
     EXAMPLE_DEFAULTS,
-    REMASK_CHOICES,
+    SAMPLER_WIDGETS,
     SETTINGS,
     build_config,
-    named_field,
-    strategy_choices,
+    setting_widget,
 )
 from .streaming import (
     EMPTY_INSPECTOR,
@@ -136,195 +130,30 @@ def create_ui() -> CanvasUI:
                 elem_id="dc-model",
             )
             kind = model.kind
-            c["strategy"] = named_field(
-                gr.Dropdown,
-                "strategy",
-                choices=strategy_choices(),
-                value="low_confidence" if kind != "autoregressive" else "left_to_right",
-                label="Strategy",
-                info="How the model picks which masks to fill at each step.",
-            )
-            c["gen_length"] = named_field(
-                gr.Slider,
-                "gen_length",
-                0,
-                MAX_GEN_LENGTH,
-                value=64,
-                step=1,
-                label="Length",
-                info="Tokens to add after your prompt (0 = only fill the [MASK] blanks).",
-            )
-            c["steps"] = named_field(
-                gr.Slider,
-                "steps",
-                1,
-                MAX_STEPS,
-                value=32,
-                step=1,
-                label="Steps",
-                info="Denoising steps (model calls). Fewer steps = more tokens written per step.",
-            )
-            c["block_length"] = named_field(
-                gr.Slider,
-                "block_length",
-                0,
-                MAX_GEN_LENGTH,
-                value=32,
-                step=1,
-                label="Block length",
-                info="Write in chunks of this many tokens, left to right (0 = all in one chunk).",
-            )
+            # Every sampler setting's widget comes from the settings table (ui.settings.setting_widget);
+            # only the layout, and what depends on the model, is decided here.
+            first = "left_to_right" if kind == "autoregressive" else "low_confidence"
+            c["strategy"] = setting_widget("strategy", value=first)
+            for name in ("gen_length", "steps", "block_length"):
+                c[name] = setting_widget(name)
             with gr.Accordion("Sampling", open=False):
-                c["temperature"] = named_field(
-                    gr.Slider,
-                    "temperature",
-                    0,
-                    2,
-                    value=1.0,
-                    step=0.05,
-                    label="Temperature",
-                    info="0 = always the most likely token; higher = more random, more varied.",
-                )
-                c["top_k"] = named_field(
-                    gr.Slider,
-                    "top_k",
-                    0,
-                    200,
-                    value=0,
-                    step=1,
-                    label="Top-k",
-                    info="Only consider the k most likely tokens (0 = no limit).",
-                )
-                c["top_p"] = named_field(
-                    gr.Slider,
-                    "top_p",
-                    0.05,
-                    1,
-                    value=0.95,
-                    step=0.05,
-                    label="Top-p",
-                    info="Only consider the likeliest tokens that cover this much probability (1 = no limit).",
-                )
-                c["seed"] = named_field(
-                    gr.Number,
-                    "seed",
-                    value=0,
-                    precision=0,
-                    minimum=0,
-                    maximum=MAX_SEED,
-                    label="Seed",
-                    info="Same seed + same settings = exactly the same run.",
-                )
+                for name in ("temperature", "top_k", "top_p", "seed"):
+                    c[name] = setting_widget(name)
             with gr.Accordion("Strategy settings", open=False, visible=True) as strategy_box:
-                c["threshold"] = named_field(
-                    gr.Slider,
-                    "threshold",
-                    0.05,
-                    1,
-                    value=0.9,
-                    step=0.05,
-                    label="Threshold",
-                    visible=False,
-                    info="Write every mask the model is at least this sure about (at least one per step).",
-                )
-                c["factor"] = named_field(
-                    gr.Slider,
-                    "factor",
-                    0.1,
-                    10,
-                    value=1.0,
-                    step=0.1,
-                    label="Factor",
-                    visible=False,
-                    info="Fast-dLLM's f: larger = more tokens per step, more risk of clashing tokens.",
-                )
-                c["eps"] = named_field(
-                    gr.Slider,
-                    "eps",
-                    0.0001,
-                    0.5,
-                    value=0.001,
-                    step=0.0001,
-                    label="Eps",
-                    visible=False,
-                    info="Dream's final noise level (small values are standard).",
-                )
-                c["order_temperature"] = named_field(
-                    gr.Slider,
-                    "order_temperature",
-                    0,
-                    1,
-                    value=DEFAULT_ORDER_TEMPERATURE,
-                    step=0.01,
-                    label="Order randomness",
-                    visible=kind != "autoregressive",
-                    info="0 = always write the surest masks first; a little randomness (Dream's alg_temp) "
-                    "stops the model looping on its favourite phrases.",
-                )
+                for name in ("threshold", "factor", "eps"):
+                    c[name] = setting_widget(name, visible=False)  # shown for their strategies (strategy_changed)
+                c["order_temperature"] = setting_widget("order_temperature", visible=kind != "autoregressive")
                 c["no_strategy_settings"] = gr.Markdown(
                     "This strategy has no extra settings.", visible=kind == "autoregressive"
                 )
             c["strategy_box"] = strategy_box
             with gr.Accordion("Revision: re-masking (ReMDM)", open=False) as remask_box:
-                c["remask"] = named_field(
-                    gr.Dropdown,
-                    "remask",
-                    choices=REMASK_CHOICES,
-                    value="off",
-                    label="Re-masking",
-                    info="Let the model take back written tokens and rewrite them.",
-                )
-                c["eta"] = named_field(
-                    gr.Slider,
-                    "eta",
-                    0,
-                    1,
-                    value=0.05,
-                    step=0.01,
-                    label="Re-masking strength (eta)",
-                    info="The largest share of written tokens that may be re-masked per step.",
-                )
-                c["remask_t_on"] = named_field(
-                    gr.Slider,
-                    "remask_t_on",
-                    0,
-                    1,
-                    value=1.0,
-                    step=0.05,
-                    label="Re-mask from t",
-                    info="Re-mask only while at most this fraction of the block is still masked…",
-                )
-                c["remask_t_off"] = named_field(
-                    gr.Slider,
-                    "remask_t_off",
-                    0,
-                    1,
-                    value=0.0,
-                    step=0.05,
-                    label="Re-mask until t",
-                    info="…and more than this fraction is.",
-                )
+                for name in ("remask", "eta", "remask_t_on", "remask_t_off"):
+                    c[name] = setting_widget(name)
             c["remask_box"] = remask_box
             with gr.Accordion("Guidance and speed", open=False) as cfg_box:
-                c["cfg_scale"] = named_field(
-                    gr.Slider,
-                    "cfg_scale",
-                    0,
-                    5,
-                    value=0.0,
-                    step=0.1,
-                    label="Guidance (CFG)",
-                    info="> 0 makes the text follow the prompt more closely; costs 2 model calls per step.",
-                )
-                c["cache"] = named_field(
-                    gr.Dropdown,
-                    "cache",
-                    choices=CACHE_CHOICES,
-                    value="off",
-                    label="KV cache",
-                    info="Reuse the model's work on the text outside the current block: faster, slightly "
-                    "approximate (Fast-dLLM). Best with a block length. Not with guidance.",
-                )
+                for name in ("cfg_scale", "cache"):
+                    c[name] = setting_widget(name)
             c["cfg_box"] = cfg_box
         with gr.Column(scale=3, min_width=320, elem_id="dc-display"):
             c["model_note"] = gr.HTML(model_note_html(model, note), elem_id="dc-model-note")
@@ -415,7 +244,7 @@ def make_handlers(ui: CanvasUI) -> dict[str, Any]:  # noqa: C901 (one closure pe
     def new_run(session: Session, values: dict[str, Any], label: str = "", edit: RunView | None = None) -> Run:
         """Start a run of ``values``; with ``edit``, re-write the picked tokens of that shown run."""
         model, note = get_model(values["model"])
-        config, clamp_note = build_config(**{k: values[k] for k in SETTINGS if k != "model"}, model_kind=model.kind)
+        config, clamp_note = build_config(values["prompt"], model.kind, **{k: values[k] for k in SAMPLER_WIDGETS})
         if clamp_note:
             gr.Warning(html.escape(clamp_note, quote=False))
         prompt: str | EncodedPrompt = values["prompt"]

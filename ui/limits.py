@@ -10,6 +10,8 @@ import logging
 import math
 import os
 
+from dlm_core.sampler.config import SETTINGS
+
 log = logging.getLogger("diffusion_canvas")
 
 THREADS_ENV = "DIFFUSION_CANVAS_TORCH_THREADS"
@@ -29,8 +31,8 @@ def _env_seconds(name: str, default: float) -> float:
 # Per request. The UI ranges (the sampler allows more; the canvas and heatmap stay readable here); a
 # value outside them, from the UI or the API, is refused with the field's label and range. The prompt
 # is capped in characters before it is tokenized; the model's max_length (tokens) is checked after.
-MAX_GEN_LENGTH = 512
-MAX_STEPS = 512
+MAX_GEN_LENGTH = SETTINGS["gen_length"].widget.high  # the widgets' ranges: dlm_core.sampler.config's table
+MAX_STEPS = SETTINGS["steps"].widget.high
 MAX_PROMPT_CHARS = 20_000
 # Per run: seconds of model work per streamed run (Generate, Continue, Re-write). A run that reaches it
 # stops as if Stop was pressed, with a note saying why (env DIFFUSION_CANVAS_MAX_RUN_SECONDS overrides).

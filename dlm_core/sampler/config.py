@@ -5,6 +5,13 @@ type and range and raises ``ConfigError(field, message)``. The message always na
 allowed range, e.g. ``steps must be an integer in [1, 2048] or None, got 0``. Wrong types (a string
 for ``steps``, ``True`` for an integer, NaN for a float) get the same treatment, never a TypeError.
 
+The settings table: every field is declared with ``setting(default, Setting(...))``, which holds
+what people see of it: its label, a one-line help, its kind and allowed range (``validate`` reads
+them), and, for the settings the app shows, its widget (``Widget``: the app's range, step, starting
+value and help text). The CLI's flags, the app's widgets and example defaults, and the tests' API
+defaults are all built from it (``SETTINGS``). ``steps_range`` is the one rule for how many steps a
+run may take.
+
 Checks that need the model or the prompt (``steps`` against the number of generation slots, a
 strategy an autoregressive model cannot run, prompt + generation longer than the model) happen when
 ``denoise`` starts, before any forward pass, and raise ``ConfigError`` / ``PromptError`` naming the
@@ -15,7 +22,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .strategies import STRATEGIES
@@ -53,6 +60,57 @@ def _is_int(value: Any) -> bool:
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Widget:
+    """How the app shows a setting: the range and step of its slider (or the labelled choices of its
+    dropdown), its starting value and its help text. The app's range is narrower than the sampler's
+    where a bigger value would make the canvas unreadable; ``off`` is the widget value that stands for
+    the config's None (0 blocks, top-k 0, top-p 1, "off")."""
+
+    info: str
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None  # None for a number box (seed) or a dropdown
+    value: Any = None
+    off: Any = None
+    choices: tuple[tuple[str, str], ...] = ()  # (label, value) for a dropdown
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One sampler setting as people see it. ``kind`` is "int", "float", "choice" or "bool"; ints and
+    floats lie in [low, high] (``open_low`` / ``open_high`` exclude an end), choices in ``choices``
+    (None = every strategy); ``optional`` also allows None. ``widget`` is None for settings the app
+    does not show."""
+
+    label: str
+    help: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    optional: bool = False
+    choices: tuple[str, ...] | None = ()
+    widget: Widget | None = None
+
+    def interval(self) -> str:
+        """The allowed range as written in messages: [0, 2048], (0, 1]."""
+        if self.kind == "int":
+            return f"[{int(self.low)}, {int(self.high)}]"
+        return f"{'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
+
+
+def setting(default: Any, spec: Setting) -> Any:
+    """A ``SamplerConfig`` field with its default and its ``Setting`` (read back via ``SETTINGS``)."""
+    return field(default=default, metadata={"setting": spec})
+
+
+REMASK_LABELS = (("Off", "off"), ("Cap (ReMDM-cap)", "cap"), ("Rescale (ReMDM-rescale)", "rescale"),
+                 ("Least sure first (ReMDM-conf)", "confidence"))
+CACHE_LABELS = (("Off (exact)", "off"), ("Prefix cache", "prefix"), ("Dual cache (prefix + suffix)", "dual"))
 
 
 @dataclass(frozen=True)
@@ -95,26 +153,75 @@ class SamplerConfig:
         record_topk: also record the 5 most likely tokens and their probabilities per position.
     """
 
-    gen_length: int = 64
-    steps: int | None = None
-    block_length: int | None = None
-    strategy: str = "low_confidence"
-    temperature: float = 0.0
-    top_k: int | None = None
-    top_p: float | None = None
-    seed: int = 0
-    threshold: float = 0.9
-    factor: float = 1.0
-    gamma: float = 0.1
-    eps: float = 1e-3
-    order_temperature: float = 0.0
-    remask: str | None = None
-    eta: float = 0.05
-    remask_t_on: float = 1.0
-    remask_t_off: float = 0.0
-    cfg_scale: float = 0.0
-    cache: str | None = None
-    record_topk: bool = False
+    gen_length: int = setting(64, Setting(
+        "Length", "masks appended after the prompt, 0..2048 (may be 0 with [MASK] placeholders)",
+        "int", 0, MAX_GEN_LENGTH,
+        widget=Widget("Tokens to add after your prompt (0 = only fill the [MASK] blanks).", 0, 512, 1, 64)))
+    steps: int | None = setting(None, Setting(
+        "Steps", "model steps; none = one per generation slot", "int", 1, MAX_STEPS, optional=True,
+        widget=Widget("Denoising steps (model calls). Fewer steps = more tokens written per step.", 1, 512, 1, 32)))
+    block_length: int | None = setting(None, Setting(
+        "Block length", "semi-autoregressive block size; none = one block", "int", 1, MAX_BLOCK_LENGTH, optional=True,
+        widget=Widget("Write in chunks of this many tokens, left to right (0 = all in one chunk).", 0, 512, 1, 32,
+                      off=0)))
+    strategy: str = setting("low_confidence", Setting(
+        "Strategy", f"unmasking strategy: {', '.join(STRATEGIES)}", "choice", choices=None,
+        widget=Widget("How the model picks which masks to fill at each step.", value="low_confidence")))
+    temperature: float = setting(0.0, Setting(
+        "Temperature", "0 = greedy; > 0 = Gumbel-max sampling", "float", 0.0, MAX_TEMPERATURE,
+        widget=Widget("0 = always the most likely token; higher = more random, more varied.", 0, 2, 0.05, 1.0)))
+    top_k: int | None = setting(None, Setting(
+        "Top-k", "keep the k most likely tokens (none = off)", "int", 1, MAX_TOP_K, optional=True,
+        widget=Widget("Only consider the k most likely tokens (0 = no limit).", 0, 200, 1, 0, off=0)))
+    top_p: float | None = setting(None, Setting(
+        "Top-p", "nucleus mass in (0, 1] (none = off)", "float", 0.0, 1.0, open_low=True, optional=True,
+        widget=Widget("Only consider the likeliest tokens that cover this much probability (1 = no limit).",
+                      0.05, 1, 0.05, 0.95, off=1.0)))
+    seed: int = setting(0, Setting(
+        "Seed", "seed of the run's private generator", "int", 0, MAX_SEED,
+        widget=Widget("Same seed + same settings = exactly the same run.", 0, MAX_SEED, None, 0)))
+    threshold: float = setting(0.9, Setting(
+        "Threshold", "Fast-dLLM confidence threshold (strategy threshold)", "float", 0.0, 1.0, open_low=True,
+        widget=Widget("Write every mask the model is at least this sure about (at least one per step).",
+                      0.05, 1, 0.05, 0.9)))
+    factor: float = setting(1.0, Setting(
+        "Factor", "Fast-dLLM factor f (strategy factor)", "float", 0.0, MAX_FACTOR, open_low=True,
+        widget=Widget("Fast-dLLM's f: larger = more tokens per step, more risk of clashing tokens.", 0.1, 10, 0.1, 1.0)))
+    gamma: float = setting(0.1, Setting(
+        "Entropy bound (gamma)", "EB-sampler entropy bound in nats (strategy entropy_bound)", "float", 0.0, MAX_GAMMA))
+    eps: float = setting(1e-3, Setting(
+        "Eps", "Dream's final timestep (Dream strategies)", "float", 0.0, 1.0, open_low=True, open_high=True,
+        widget=Widget("Dream's final noise level (small values are standard).", 0.0001, 0.5, 0.0001, 0.001)))
+    order_temperature: float = setting(0.0, Setting(
+        "Order randomness", "Dream's alg_temp: 0 = most confident first; > 0 = sample which slots to commit",
+        "float", 0.0, MAX_TEMPERATURE,
+        widget=Widget("0 = always write the surest masks first; a little randomness (Dream's alg_temp) "
+                      "stops the model looping on its favourite phrases.", 0, 1, 0.01,
+                      value=None)))  # None: the app starts at the value measured for its default model
+    remask: str | None = setting(None, Setting(
+        "Re-masking", f"ReMDM re-masking: none, {', '.join(REMASK_MODES)}", "choice", choices=REMASK_MODES,
+        optional=True,
+        widget=Widget("Let the model take back written tokens and rewrite them.", value="off", off="off",
+                      choices=REMASK_LABELS)))
+    eta: float = setting(0.05, Setting(
+        "Re-masking strength (eta)", "ReMDM eta: cap / scale of the re-masking probability", "float", 0.0, 1.0,
+        widget=Widget("The largest share of written tokens that may be re-masked per step.", 0, 1, 0.01, 0.05)))
+    remask_t_on: float = setting(1.0, Setting(
+        "Re-mask from t", "re-mask only while the block's masked fraction t <= this", "float", 0.0, 1.0,
+        widget=Widget("Re-mask only while at most this fraction of the block is still masked…", 0, 1, 0.05, 1.0)))
+    remask_t_off: float = setting(0.0, Setting(
+        "Re-mask until t", "... and t > this", "float", 0.0, 1.0,
+        widget=Widget("…and more than this fraction is.", 0, 1, 0.05, 0.0)))
+    cfg_scale: float = setting(0.0, Setting(
+        "Guidance (CFG)", "classifier-free guidance scale (0 = off; costs 2 NFE per step)", "float", 0.0, MAX_CFG_SCALE,
+        widget=Widget("> 0 makes the text follow the prompt more closely; costs 2 model calls per step.", 0, 5, 0.1, 0.0)))
+    cache: str | None = setting(None, Setting(
+        "KV cache", "Fast-dLLM KV cache for diffusion models: none, prefix, dual (approximate; refreshed per block)",
+        "choice", choices=CACHE_MODES, optional=True,
+        widget=Widget("Reuse the model's work on the text outside the current block: faster, slightly approximate "
+                      "(Fast-dLLM). Best with a block length. Not with guidance.", value="off", off="off",
+                      choices=CACHE_LABELS)))
+    record_topk: bool = setting(False, Setting("Record top-5", "record the 5 most likely tokens per position", "bool"))
 
     def __post_init__(self) -> None:
         self.validate()
@@ -122,38 +229,14 @@ class SamplerConfig:
     # -- the one validation routine ---------------------------------------------------------------
 
     def validate(self) -> None:
-        """Check every field's type and range, then the cross-field rules. Raises ``ConfigError``."""
-        self._check_int("gen_length", 0, MAX_GEN_LENGTH)
-        self._check_int("steps", 1, MAX_STEPS, optional=True)
-        self._check_int("block_length", 1, MAX_BLOCK_LENGTH, optional=True)
-        names = ", ".join(sorted(STRATEGIES))
-        if not isinstance(self.strategy, str) or self.strategy not in STRATEGIES:
-            raise ConfigError("strategy", f"strategy must be one of {names}, got {_describe(self.strategy)}")
-        self._check_float("temperature", 0.0, MAX_TEMPERATURE)
-        self._check_int("top_k", 1, MAX_TOP_K, optional=True)
-        self._check_float("top_p", 0.0, 1.0, optional=True, open_low=True)
-        self._check_int("seed", 0, MAX_SEED)
-        self._check_float("threshold", 0.0, 1.0, open_low=True)
-        self._check_float("factor", 0.0, MAX_FACTOR, open_low=True)
-        self._check_float("gamma", 0.0, MAX_GAMMA)
-        self._check_float("eps", 0.0, 1.0, open_low=True, open_high=True)
-        self._check_float("order_temperature", 0.0, MAX_TEMPERATURE)
-        if self.remask is not None and (not isinstance(self.remask, str) or self.remask not in REMASK_MODES):
-            raise ConfigError(
-                "remask", f"remask must be None or one of {', '.join(REMASK_MODES)}, got {_describe(self.remask)}"
-            )
-        self._check_float("eta", 0.0, 1.0)
-        self._check_float("remask_t_on", 0.0, 1.0)
-        self._check_float("remask_t_off", 0.0, 1.0)
-        self._check_float("cfg_scale", 0.0, MAX_CFG_SCALE)
-        if self.cache is not None and (not isinstance(self.cache, str) or self.cache not in CACHE_MODES):
-            raise ConfigError("cache", f"cache must be None or one of {', '.join(CACHE_MODES)}, got {_describe(self.cache)}")
-        if self.cache is not None and self.cfg_scale > 0:
-            raise ConfigError("cache", f"cache must be None when cfg_scale > 0 (got cache={self.cache!r}, cfg_scale={self.cfg_scale})")
-        if not isinstance(self.record_topk, bool):
-            raise ConfigError("record_topk", f"record_topk must be True or False, got {_describe(self.record_topk)}")
+        """Check every field's type and range (from its ``Setting``), then the cross-field rules.
+        Raises ``ConfigError``."""
+        for name, spec in SETTINGS.items():
+            self._check(name, spec)
 
         # Cross-field rules that need no model.
+        if self.cache is not None and self.cfg_scale > 0:
+            raise ConfigError("cache", f"cache must be None when cfg_scale > 0 (got cache={self.cache!r}, cfg_scale={self.cfg_scale})")
         if self.remask_t_off >= self.remask_t_on:
             raise ConfigError(
                 "remask_t_off",
@@ -173,7 +256,7 @@ class SamplerConfig:
             )
         if self.steps is not None and self.gen_length > 0:
             # Placeholders only add slots, so the appended region alone gives lower bounds.
-            blocks = -(-self.gen_length // (self.block_length or self.gen_length))
+            blocks = steps_range(self.gen_length, self.block_length)[0]
             if self.steps < blocks:
                 raise ConfigError(
                     "steps",
@@ -186,6 +269,23 @@ class SamplerConfig:
                     f"steps must equal the number of generation slots (>= gen_length {self.gen_length}) "
                     f"for strategy {self.strategy}, or be None, got {self.steps}",
                 )
+
+    def _check(self, name: str, spec: Setting) -> None:
+        """One field against its ``Setting``: kind, range or choices; None only if optional."""
+        if spec.kind == "int":
+            self._check_int(name, int(spec.low), int(spec.high), optional=spec.optional)
+        elif spec.kind == "float":
+            self._check_float(name, spec.low, spec.high, spec.optional, spec.open_low, spec.open_high)
+        elif spec.kind == "choice":
+            value = getattr(self, name)
+            if spec.optional and value is None:
+                return
+            allowed = sorted(STRATEGIES) if spec.choices is None else spec.choices
+            if not isinstance(value, str) or value not in allowed:
+                prefix = "None or one of" if spec.optional else "one of"
+                raise ConfigError(name, f"{name} must be {prefix} {', '.join(allowed)}, got {_describe(value)}")
+        elif not isinstance(getattr(self, name), bool):
+            raise ConfigError(name, f"{name} must be True or False, got {_describe(getattr(self, name))}")
 
     def _check_int(self, name: str, low: int, high: int, optional: bool = False) -> None:
         value = getattr(self, name)
@@ -237,3 +337,17 @@ class SamplerConfig:
     def replace(self, **changes: Any) -> SamplerConfig:
         """A copy with some fields changed (validated again)."""
         return self.from_dict({**self.to_dict(), **changes})
+
+
+# The settings table, in field order: name -> Setting.
+SETTINGS: dict[str, Setting] = {f.name: f.metadata["setting"] for f in fields(SamplerConfig)}
+
+
+def steps_range(slots: int, block_length: int | None, one_per_step: bool = False) -> tuple[int, int]:
+    """The one steps rule: a run over ``slots`` generation slots in blocks of ``block_length`` (None =
+    one block) takes at least one step per block, ceil(slots / block_length), and at most one step per
+    slot; a strategy that writes one token per step (``one_per_step``) takes exactly one per slot."""
+    if one_per_step:
+        return slots, slots
+    blocks = -(-slots // (block_length or slots)) if slots > 0 else 0
+    return blocks, slots
