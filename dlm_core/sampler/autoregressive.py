@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from ..state import TOPK, Blank, StepState, step_state
-from .config import ConfigError, SamplerConfig
+from .config import ConfigError, SamplerConfig, steps_range
 from .prompt import EncodedPrompt, PromptError, encode_prompt
 from .sampling import gumbel_argmax, truncate
 
@@ -41,8 +41,9 @@ def check_autoregressive(model, config: SamplerConfig, slot_counts: Sequence[int
         raise ConfigError(
             "cfg_scale", f"cfg_scale must be 0 for autoregressive model {model.name!r}, got {config.cfg_scale}"
         )
-    for slots in slot_counts:
-        if config.steps is not None and config.steps != slots:
+    for slots in slot_counts:  # one token per forward: exactly one step per slot
+        low, high = steps_range(slots, None, one_per_step=True)
+        if config.steps is not None and not low <= config.steps <= high:
             raise ConfigError(
                 "steps", f"steps must equal the number of generation slots ({slots}) or be None, got {config.steps}"
             )

@@ -49,7 +49,7 @@ import torch
 from ..state import TOPK, Blank, StepState, step_state
 from .autoregressive import decode_autoregressive_batch
 from .cache import CachedForward
-from .config import ConfigError, SamplerConfig
+from .config import ConfigError, SamplerConfig, steps_range
 from .prompt import EncodedPrompt, PromptError, encode_prompt
 from .sampling import gumbel_argmax, truncate
 from .schedule import allocate_steps, dream_timesteps, split_blocks
@@ -191,17 +191,18 @@ class _Run:
             num_slots = len(encoded.slots)
             sizes = split_blocks(num_slots, config.block_length)
             steps = num_slots if config.steps is None else config.steps
+            low, high = steps_range(num_slots, config.block_length, spec.one_per_step)
             where = f" for prompt #{row}" if len(self.encoded) > 1 else " for this prompt"
-            if spec.one_per_step and steps != num_slots:
+            if spec.one_per_step and not low <= steps <= high:
                 raise ConfigError(
                     "steps",
                     f"steps must equal the number of generation slots ({num_slots}{where}) for strategy "
                     f"{config.strategy}, or be None, got {steps}",
                 )
-            if not len(sizes) <= steps <= num_slots:
+            if not low <= steps <= high:
                 raise ConfigError(
                     "steps",
-                    f"steps must be an integer in [{len(sizes)}, {num_slots}]{where} ({num_slots} generation slots "
+                    f"steps must be an integer in [{low}, {high}]{where} ({num_slots} generation slots "
                     f"in {len(sizes)} blocks), or None, got {steps}",
                 )
             self.block_plans.append((sizes, allocate_steps(sizes, steps)))
