@@ -11,6 +11,8 @@ from app_server import API_DEFAULTS, OUTPUT, canvas_state, direct, final_text, r
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
+pytestmark = pytest.mark.slow  # a server in a subprocess, driven over HTTP
+
 DEFAULTS = API_DEFAULTS
 
 

@@ -19,6 +19,8 @@ from dlm_core.sampler import SamplerConfig
 from dlm_core.trajectory import record
 from ui.settings import DEFAULT_ORDER_TEMPERATURE
 
+pytestmark = pytest.mark.slow  # a server and a real browser
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",

@@ -3,9 +3,10 @@
 import re
 
 import pytest
+from app_server import running_app
 from gradio_client import Client
 
-from tests.app_server import running_app
+pytestmark = pytest.mark.slow  # a server in a subprocess, driven over HTTP
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ def finish(process):
     return process.returncode, stdout, stderr
 
 
+@pytest.mark.slow  # three subprocesses, each importing torch
 def test_generate_replay_and_bad_argument_end_to_end(tmp_path, capsys):
     out = tmp_path / "traj.json"
     recorded = tmp_path / "recorded.json"

@@ -40,6 +40,8 @@ from dlm_core.models import registry
 from dlm_core.sampler import SamplerConfig
 from dlm_core.trajectory import record
 
+pytestmark = pytest.mark.slow  # servers in subprocesses, driven over HTTP
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = {**API_DEFAULTS, "gen_length": 12, "steps": 6}
 LONG = {"gen_length": 500, "steps": 500}

@@ -314,6 +314,7 @@ def test_hostile_text_cannot_break_out_of_the_standalone_export():
     assert page.count("<!--") == benign.count("<!--")
 
 
+@pytest.mark.slow  # a real browser
 def test_hostile_text_renders_inert_and_isolated_in_a_browser():
     """Chromium renders the canvas: nothing runs, a long token wraps, and a right-to-left override in
     one token does not reorder the tokens after it (each token is a bidi-isolated span)."""

@@ -11,9 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import load_test  # noqa: E402
+
+pytestmark = pytest.mark.slow  # a server and 30 concurrent HTTP sessions
 
 
 def test_thirty_concurrent_sessions_each_get_their_own_exact_result():

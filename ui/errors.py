@@ -14,32 +14,17 @@ import gradio as gr
 
 from dlm_core.models import registry
 from dlm_core.sampler import ConfigError, PromptError
+from dlm_core.sampler.config import SETTINGS
 from dlm_core.trajectory import TrajectoryError
 from dlm_core.viz import EditError
 
 log = logging.getLogger("diffusion_canvas")
 
+# The label of every field a message can name: the sampler settings' from the settings table.
 FIELD_LABELS = {
     "prompt": "Prompt",
     "model": "Model",
-    "strategy": "Strategy",
-    "gen_length": "Length",
-    "steps": "Steps",
-    "block_length": "Block length",
-    "temperature": "Temperature",
-    "top_k": "Top-k",
-    "top_p": "Top-p",
-    "seed": "Seed",
-    "threshold": "Threshold",
-    "factor": "Factor",
-    "eps": "Eps",
-    "order_temperature": "Order randomness",
-    "remask": "Re-masking",
-    "eta": "Re-masking strength (eta)",
-    "remask_t_on": "Re-mask from t",
-    "remask_t_off": "Re-mask until t",
-    "cfg_scale": "Guidance (CFG)",
-    "cache": "KV cache",
+    **{name: spec.label for name, spec in SETTINGS.items()},
     "selection": "Picked tokens",
     "file": "Trajectory file",
 }
@@ -77,24 +62,29 @@ def as_user_error(error: Exception) -> gr.Error:
     return user_error(field or "input", message)
 
 
+def shown_error(error: Exception, where: str) -> gr.Error:
+    """``error`` as the user sees it: a known input error names its field; anything else is logged
+    (call this inside the ``except`` block, so the log has the traceback) and shown without one."""
+    if isinstance(error, gr.Error):
+        return error
+    if isinstance(error, KNOWN_ERRORS):
+        return as_user_error(error)
+    log.exception("unexpected error in %s", where)
+    return gr.Error(
+        html.escape(f"Something went wrong ({type(error).__name__}: {error})", quote=False), print_exception=False
+    )
+
+
 def guarded(fn):
-    """Known input errors -> a clear gr.Error; anything else is logged and shown without a traceback."""
+    """``fn`` (a plain or generator event handler) raising only ``shown_error``s: never a traceback."""
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
         def generator(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
-            except gr.Error:
-                raise
-            except KNOWN_ERRORS as error:
-                raise as_user_error(error) from None
             except Exception as error:  # noqa: BLE001 (the UI must never show a traceback)
-                log.exception("unexpected error in %s", fn.__name__)
-                raise gr.Error(
-                    html.escape(f"Something went wrong ({type(error).__name__}: {error})", quote=False),
-                    print_exception=False,
-                ) from None
+                raise shown_error(error, fn.__name__) from None
 
         return generator
 
@@ -102,16 +92,8 @@ def guarded(fn):
     def plain(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except KNOWN_ERRORS as error:
-            raise as_user_error(error) from None
         except Exception as error:  # noqa: BLE001
-            log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(
-                html.escape(f"Something went wrong ({type(error).__name__}: {error})", quote=False),
-                print_exception=False,
-            ) from None
+            raise shown_error(error, fn.__name__) from None
 
     return plain
 

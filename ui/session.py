@@ -160,26 +160,17 @@ class Session:
 
     def start(self, run: Run) -> None:
         """Make ``run`` current; the previous run of this tab stops before its next step."""
+        self._show(run, run.view, None)
+
+    def show_replay(self, view: RunView, trajectory: Trajectory) -> None:
+        """Show a recorded run (an uploaded file); the tab's live run, if any, stops."""
+        self._show(None, view, trajectory)
+
+    def _show(self, run: Run | None, view: RunView, trajectory: Trajectory | None) -> None:
         with self.lock:
             if self.run is not None and self.run is not run:
                 self.run.cancel()
-            self.run = run
-            self.view = run.view
-            self.trajectory = None
-            self.shown_step = None
-            self.pinned = False
-            self.selected.clear()
-            self.inspected = None
-            self.play_id += 1
-        keep(self)
-
-    def show_replay(self, view: RunView, trajectory: Trajectory) -> None:
-        with self.lock:
-            if self.run is not None:
-                self.run.cancel()
-            self.run = None
-            self.view = view
-            self.trajectory = trajectory
+            self.run, self.view, self.trajectory = run, view, trajectory
             self.shown_step = None
             self.pinned = False
             self.selected.clear()

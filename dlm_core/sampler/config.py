@@ -271,51 +271,31 @@ class SamplerConfig:
                 )
 
     def _check(self, name: str, spec: Setting) -> None:
-        """One field against its ``Setting``: kind, range or choices; None only if optional."""
+        """One field against its ``Setting``: kind, then range or choices; None only if optional.
+        Numbers are normalised to plain int / float (numpy scalars too), so configs compare and serialise."""
+        value = getattr(self, name)
+        if spec.optional and value is None:
+            return
+        none = " or None" if spec.optional else ""
         if spec.kind == "int":
-            self._check_int(name, int(spec.low), int(spec.high), optional=spec.optional)
+            if not _is_int(value) or not spec.low <= value <= spec.high:
+                raise ConfigError(name, f"{name} must be an integer in {spec.interval()}{none}, got {_describe(value)}")
+            object.__setattr__(self, name, int(value))
         elif spec.kind == "float":
-            self._check_float(name, spec.low, spec.high, spec.optional, spec.open_low, spec.open_high)
+            ok = _is_real(value) and (isinstance(value, numbers.Rational) or math.isfinite(value))  # 10**400: no overflow
+            if ok:
+                above = value > spec.low if spec.open_low else value >= spec.low
+                ok = above and (value < spec.high if spec.open_high else value <= spec.high)
+            if not ok:
+                raise ConfigError(name, f"{name} must be a finite number in {spec.interval()}{none}, got {_describe(value)}")
+            object.__setattr__(self, name, float(value))
         elif spec.kind == "choice":
-            value = getattr(self, name)
-            if spec.optional and value is None:
-                return
             allowed = sorted(STRATEGIES) if spec.choices is None else spec.choices
             if not isinstance(value, str) or value not in allowed:
-                prefix = "None or one of" if spec.optional else "one of"
-                raise ConfigError(name, f"{name} must be {prefix} {', '.join(allowed)}, got {_describe(value)}")
-        elif not isinstance(getattr(self, name), bool):
-            raise ConfigError(name, f"{name} must be True or False, got {_describe(getattr(self, name))}")
-
-    def _check_int(self, name: str, low: int, high: int, optional: bool = False) -> None:
-        value = getattr(self, name)
-        if optional and value is None:
-            return
-        if not _is_int(value) or not low <= value <= high:
-            none = " or None" if optional else ""
-            raise ConfigError(name, f"{name} must be an integer in [{low}, {high}]{none}, got {_describe(value)}")
-        object.__setattr__(self, name, int(value))  # numpy ints -> plain int, so configs compare and serialise
-
-    def _check_float(
-        self,
-        name: str,
-        low: float,
-        high: float,
-        optional: bool = False,
-        open_low: bool = False,
-        open_high: bool = False,
-    ) -> None:
-        value = getattr(self, name)
-        if optional and value is None:
-            return
-        ok = _is_real(value) and (isinstance(value, numbers.Rational) or math.isfinite(value))  # 10**400: no overflow
-        if ok:
-            ok = (value > low if open_low else value >= low) and (value < high if open_high else value <= high)
-        if not ok:
-            interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
-            none = " or None" if optional else ""
-            raise ConfigError(name, f"{name} must be a finite number in {interval}{none}, got {_describe(value)}")
-        object.__setattr__(self, name, float(value))
+                one_of = "None or one of" if spec.optional else "one of"
+                raise ConfigError(name, f"{name} must be {one_of} {', '.join(allowed)}, got {_describe(value)}")
+        elif not isinstance(value, bool):
+            raise ConfigError(name, f"{name} must be True or False, got {_describe(value)}")
 
     # -- conversions ------------------------------------------------------------------------------
 
