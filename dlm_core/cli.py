@@ -31,11 +31,11 @@ from typing import Any, NoReturn, TextIO
 from .sampler import ConfigError, PromptError, SamplerConfig, StepState, denoise
 from .sampler.config import SETTINGS
 from .sampler.strategies import STRATEGIES
+from .state import MASK_GLYPH
 from .trajectory import Trajectory, TrajectoryBuilder, TrajectoryError
 
 # The app's default unless DIFFUSION_CANVAS_MODEL names another (the test suite sets tiny-random).
 DEFAULT_MODEL = os.environ.get("DIFFUSION_CANVAS_MODEL", "").strip() or "canvas-diffusion"
-MASK_GLYPH = "\u2591"
 
 # ANSI styles (used only when colour is on).
 GREEN, RED, DIM, BOLD, RESET = "\x1b[1;32m", "\x1b[31m", "\x1b[2m", "\x1b[1m", "\x1b[0m"
