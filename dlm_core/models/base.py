@@ -16,6 +16,8 @@ from typing import Literal, Protocol
 
 import torch
 
+from ..state import MASK_GLYPH
+
 ModelKind = Literal["diffusion", "autoregressive"]
 
 
@@ -57,7 +59,7 @@ class HFCodec:
 class CharCodec:
     """One token per character over a fixed alphabet, plus mask and end-of-text: for tests and toys."""
 
-    MASK = "\u2591"
+    MASK = MASK_GLYPH  # the mask token reads as the display shows a mask
     EOS = "\u2403"
 
     def __init__(self, alphabet: str):
