@@ -28,14 +28,18 @@ import torch
 from ..state import TOPK, Blank, StepState, step_state
 from .config import ConfigError, SamplerConfig, steps_range
 from .prompt import EncodedPrompt, PromptError, encode_prompt
+from .rules import STRATEGY_RULES
 from .sampling import gumbel_argmax, truncate
 
 
-def check_autoregressive(model, config: SamplerConfig, slot_counts: Sequence[int]) -> None:
-    """The settings an autoregressive model can honour; ``ConfigError`` naming the field otherwise."""
-    if config.strategy != "left_to_right":
+def check_autoregressive(model, config: SamplerConfig, slot_counts: Sequence[int] = ()) -> None:
+    """The settings an autoregressive model can honour (used by ``denoise`` for any such model, and
+    with the prompts' slot counts by this decoder); ``ConfigError`` naming the field otherwise."""
+    ok = [name for name, rules in STRATEGY_RULES.items() if rules.autoregressive_ok]
+    if config.strategy not in ok:
         raise ConfigError(
-            "strategy", f"strategy must be left_to_right for autoregressive model {model.name!r}, got {config.strategy}"
+            "strategy",
+            f"strategy must be {', '.join(ok)} for autoregressive model {model.name!r}, got {config.strategy}",
         )
     if config.cfg_scale > 0:
         raise ConfigError(

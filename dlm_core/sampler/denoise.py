@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from ..state import TOPK, Blank, StepState, step_state
-from .autoregressive import decode_autoregressive_batch
+from .autoregressive import check_autoregressive, decode_autoregressive_batch
 from .cache import CachedForward
 from .config import ConfigError, SamplerConfig, steps_range
 from .prompt import EncodedPrompt, PromptError, encode_prompt
@@ -169,14 +169,8 @@ class _Run:
             raise PromptError("prompts", f"prompts must be a list of 1 to {MAX_BATCH} strings")
         self.model, self.config = model, config
         self.spec = STRATEGIES[config.strategy]
-        if model.kind == "autoregressive":
-            if not self.spec.autoregressive_ok:
-                ok = ", ".join(name for name, spec in STRATEGIES.items() if spec.autoregressive_ok)
-                raise ConfigError(
-                    "strategy", f"strategy must be {ok} for autoregressive model {model.name!r}, got {config.strategy}"
-                )
-            if config.cfg_scale > 0:
-                raise ConfigError("cfg_scale", f"cfg_scale must be 0 for autoregressive model {model.name!r}")
+        if model.kind == "autoregressive":  # e.g. without a KV cache: decoded here, one slot per step
+            check_autoregressive(model, config)
         self.encoded: list[EncodedPrompt] = [encode_prompt(model, text, config.gen_length) for text in prompts]
         self._plan_blocks()
         self._build_canvas()
