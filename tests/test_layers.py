@@ -161,6 +161,27 @@ def test_strategy_rules_are_plain_data_and_every_rule_has_a_function():
         assert all(getattr(spec, field) == getattr(STRATEGY_RULES[name], field) for field in vars(STRATEGY_RULES[name]))
 
 
+def reach(module: str) -> set[str]:
+    """Everything ``module`` imports, directly or through other dlm_core modules (package
+    ``__init__`` files aside: they only re-export)."""
+    seen, todo = set(), [module]
+    while todo:
+        for target in GRAPH.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                if target in GRAPH and not (PACKAGE / Path(*target.split(".")[1:]) / "__init__.py").is_file():
+                    todo.append(target)
+    return seen
+
+
+def test_sampler_config_needs_no_torch_code():
+    """``SamplerConfig`` validates from plain data (``sampler.rules``), not from the strategies' tensor
+    code; the config's own imports reach neither torch nor the strategies."""
+    reached = reach("dlm_core.sampler.config")
+    assert "torch" not in reached and "dlm_core.sampler.strategies" not in reached, sorted(reached)
+    assert "torch" in reach("dlm_core.sampler.denoise")  # the helper does follow imports
+
+
 def test_the_display_layer_loads_without_torch():
     """What the import graph promises, checked in a fresh interpreter: viz and state need numpy only."""
     viz = sorted(m for m in GRAPH if m == "dlm_core.viz" or m.startswith("dlm_core.viz."))

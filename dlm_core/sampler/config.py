@@ -25,7 +25,7 @@ import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .strategies import STRATEGIES
+from .rules import STRATEGY_RULES
 
 MAX_GEN_LENGTH = 2048
 MAX_STEPS = 2048
@@ -126,7 +126,7 @@ class SamplerConfig:
             ``entropy_bound`` and ``origin`` are adaptive: ``steps`` is their budget (upper bound).
         block_length: semi-autoregressive block size in slots (LLaDA). None = one block.
     Unmasking
-        strategy: a name from ``strategies.STRATEGIES``.
+        strategy: a name from ``rules.STRATEGY_RULES`` (= ``strategies.STRATEGIES``).
         threshold: Fast-dLLM confidence threshold in (0, 1] (strategy ``threshold``).
         factor: Fast-dLLM factor f in (0, 100] (strategy ``factor``).
         gamma: EB-sampler entropy bound in nats, in [0, 1000] (strategy ``entropy_bound``).
@@ -165,7 +165,7 @@ class SamplerConfig:
         widget=Widget("Write in chunks of this many tokens, left to right (0 = all in one chunk).", 0, 512, 1, 32,
                       off=0)))
     strategy: str = setting("low_confidence", Setting(
-        "Strategy", f"unmasking strategy: {', '.join(STRATEGIES)}", "choice", choices=None,
+        "Strategy", f"unmasking strategy: {', '.join(STRATEGY_RULES)}", "choice", choices=None,
         widget=Widget("How the model picks which masks to fill at each step.", value="low_confidence")))
     temperature: float = setting(0.0, Setting(
         "Temperature", "0 = greedy; > 0 = Gumbel-max sampling", "float", 0.0, MAX_TEMPERATURE,
@@ -242,9 +242,9 @@ class SamplerConfig:
                 "remask_t_off",
                 f"remask_t_off must be < remask_t_on ({self.remask_t_on}), got {self.remask_t_off}",
             )
-        spec = STRATEGIES[self.strategy]
+        spec = STRATEGY_RULES[self.strategy]
         if self.order_temperature > 0 and not spec.ranked:
-            ranked = ", ".join(name for name, other in STRATEGIES.items() if other.ranked)
+            ranked = ", ".join(name for name, other in STRATEGY_RULES.items() if other.ranked)
             raise ConfigError(
                 "order_temperature",
                 f"order_temperature must be 0 with strategy {self.strategy} (it applies to {ranked}), "
@@ -290,7 +290,7 @@ class SamplerConfig:
                 raise ConfigError(name, f"{name} must be a finite number in {spec.interval()}{none}, got {_describe(value)}")
             object.__setattr__(self, name, float(value))
         elif spec.kind == "choice":
-            allowed = sorted(STRATEGIES) if spec.choices is None else spec.choices
+            allowed = sorted(STRATEGY_RULES) if spec.choices is None else spec.choices
             if not isinstance(value, str) or value not in allowed:
                 one_of = "None or one of" if spec.optional else "one of"
                 raise ConfigError(name, f"{name} must be {one_of} {', '.join(allowed)}, got {_describe(value)}")

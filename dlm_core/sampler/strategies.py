@@ -29,10 +29,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from functools import cached_property
-from typing import Any
 
 import torch
 
+from .config import SamplerConfig
 from .rules import STRATEGY_RULES, StrategyRules
 from .schedule import llada_count
 
@@ -54,7 +54,7 @@ class StepContext:
     t: torch.Tensor  # b float32: Dream timestep at the start of the step
     s: torch.Tensor  # b float32: Dream timestep at the end of the step
     generator: torch.Generator
-    config: Any  # SamplerConfig (not imported: config imports this module)
+    config: SamplerConfig
 
     @cached_property
     def tempered(self) -> torch.Tensor:
