@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 
 from dlm_core.viz.export import canvas_css
-from ui import ASSETS, canvas_tab, how_tab, race_tab
+from ui import ASSETS, canvas_tab, hosting, how_tab, race_tab
 from ui.limits import INFERENCE_CONCURRENCY, MAX_UPLOAD_BYTES, QUEUE_MAX_SIZE, configure_torch
 from ui.session import close_session, close_tab, new_session
 
@@ -29,6 +29,7 @@ def on_unload(request: gr.Request) -> None:
 
 def build_demo() -> gr.Blocks:
     """The app (importable without launching; HF Spaces runs ``python app.py``)."""
+    hosting.install()  # Spaces / ZeroGPU rules for hub models, before any model is loaded
     configure_torch()
     with gr.Blocks(title="Diffusion Canvas", delete_cache=(3600, 7200)) as demo:
         state = gr.State(new_session, delete_callback=close_session)

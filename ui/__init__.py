@@ -1,5 +1,6 @@
 """The Gradio app of Diffusion Canvas, one module per job (``app.py`` is the entry point Spaces runs).
 
+    hosting     where the app runs (Hugging Face Spaces with ZeroGPU, or anywhere else)
     limits      every limit of the app (sizes, seconds, queue, memory) and torch's thread count
     errors      user-facing errors: each names the field (its label) and the allowed range
     settings    UI values -> ``SamplerConfig`` (the settings table lives beside the config's fields)
@@ -10,7 +11,7 @@
     race_tab    AR twin vs diffusion, or strategies side by side
     how_tab     the explanation page
 
-Imports go one way: limits / errors / settings / models -> session -> streaming -> tabs -> app.py.
+Imports go one way: hosting / limits / errors / settings / models -> session -> streaming -> tabs -> app.py.
 Nothing here touches the model's internals: decoding is ``dlm_core.sampler``, drawing ``dlm_core.viz``.
 """
 
