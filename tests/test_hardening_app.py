@@ -64,7 +64,7 @@ def test_run_seconds_from_the_environment(monkeypatch):
 
 
 def test_prompt_is_capped_in_characters_before_tokenizing():
-    values = dict(settings.EXAMPLE_DEFAULTS, gen_length=8, steps=4)
+    values = dict(settings.START_VALUES, gen_length=8, steps=4)
     with pytest.raises(PromptError) as info:
         settings.build_config(prompt="x" * (limits.MAX_PROMPT_CHARS + 1), **values)
     assert info.value.field == "prompt" and f"at most {limits.MAX_PROMPT_CHARS} characters" in str(info.value)

@@ -45,9 +45,9 @@ from .models import checked_model_name, default_model_key, get_model, model_choi
 from .session import Run, Session, supersede
 from .settings import (
     DREAM_STRATEGIES,
-    EXAMPLE_DEFAULTS,
     SAMPLER_WIDGETS,
     SETTINGS,
+    START_VALUES,
     build_config,
     setting_widget,
 )
@@ -225,11 +225,11 @@ def create_ui() -> CanvasUI:
                             elem_id="dc-upload",
                         )
     with examples_column:
-        # Every setting is part of an example (missing keys take EXAMPLE_DEFAULTS), so clicking one
+        # Every setting is part of an example (missing keys take START_VALUES), so clicking one
         # always reproduces the same run whatever was changed before.
         example_fields = [name for name in SETTINGS if name != "model"]
         c["examples"] = gr.Examples(
-            examples=[[{**EXAMPLE_DEFAULTS, **e}[name] for name in example_fields] for e in examples],
+            examples=[[{**START_VALUES, **e}[name] for name in example_fields] for e in examples],
             inputs=[c[name] for name in example_fields],
             example_labels=[e["label"] for e in examples],
             label="Examples: click one, then Generate",

@@ -42,12 +42,11 @@ SETTINGS = ("model", "prompt", *SAMPLER_WIDGETS)
 
 # The one starting value the table cannot know: order randomness as measured on the built-in model.
 DEFAULT_ORDER_TEMPERATURE = BUILTIN_ORDER_TEMPERATURE
+# Each widget's starting value. An example (assets/examples.json) sets what it needs and every other
+# setting takes its starting value, so clicking an example always reproduces the same run.
 START_VALUES = {name: TABLE[name].widget.value for name in SAMPLER_WIDGETS} | {
     "order_temperature": DEFAULT_ORDER_TEMPERATURE
 }
-# An example (assets/examples.json) sets what it needs; every other setting takes its starting value,
-# so clicking an example always reproduces the same run whatever was changed before.
-EXAMPLE_DEFAULTS = dict(START_VALUES)
 
 FIELD_PREFIX = "dc-field-"  # elem_id of every settings widget (styles and browser tests find them by it)
 

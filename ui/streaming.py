@@ -104,12 +104,19 @@ def write_exports(ui: Any, session: Session, trajectory: Trajectory, view: RunVi
 def stream(ui: Any, session: Session, run: Run, extra: dict | None = None) -> Iterator[dict]:
     """Stream ``run`` to the end: a worker thread runs the model, this loop sends the newest state
     by the ``UpdatePolicy`` rule (every step up to 30 frames/s, the heatmap throttled). ``extra``:
-    plain values for further outputs of the event, sent with every message."""
+    plain values for further outputs of the event, sent with every message.
+
+    Every message carries every output: ``held`` keeps the last value sent to each. gradio sends a
+    stream's messages as diffs that the browser applies *in place*: a skipped output after a figure
+    is diffed into an empty update, which deletes the figure from the object the plot component is
+    about to draw (seen as a heatmap stuck at its first frame). Unchanged outputs are re-sent as the
+    same plain values, not gr.skip(): gradio turns a skip into a property update that rebuilds the
+    component (~1.5 ms each, measured), while an identical value costs a few microseconds and
+    nothing on the wire."""
     view = run.view
     view.status = "running"
     policy = UpdatePolicy()
-    revision = str(id(view))
-    held: dict = {}  # the last value sent to every output (see below)
+    held: dict = {}
     extra = extra or {}
     run.start_worker()
 
@@ -128,71 +135,84 @@ def stream(ui: Any, session: Session, run: Run, extra: dict | None = None) -> It
                 break
             if not view.states or view.last_step == policy.shown_step:
                 continue
-            # The first frame is always step 0 (every slot a mask: where diffusion starts); then the
-            # newest state (consistent even while the worker adds the next one), highlighting
-            # everything written since the last frame shown.
-            if policy.shown_step < 0:
-                frame = view.frame(0)
-            else:
-                frame = view.frame(None, since=policy.shown_step)
-            step = frame.step
-            send_canvas, send_heatmap = policy.decide(step, view.heat(step).size)
-            update: dict = {}
-            if send_canvas and not session.pinned:
-                # Slow models (>= 0.25 s a step, e.g. an 8B model on CPU) get tooltips with the top-5
-                # guesses live; for fast ones tooltips would only inflate every frame (~40 % of its
-                # bytes) and change before anyone hovers. Clicking a token inspects it either way.
-                slow = step > 0 and frame.elapsed / step >= SLOW_STEP_SECONDS
-                update[ui.canvas] = canvas_html(view, frame=frame, status="running", detail=slow, titles=slow)
-                policy.mark_shown(step)
-            if send_heatmap:
-                update[ui.heatmap] = plot(heatmap_dict(view, upto=step, revision=revision))
-                update[ui.stats] = stats_html(view, step)
-                update[ui.scrub] = gr.update(maximum=max(1, step), **({} if session.pinned else {"value": step}))
+            update, step = _frame_update(ui, session, view, policy)
             if not update:
                 continue
-            if held:
-                message = {**held, **extra, **update}
-            else:  # the first message also resets the side panels of the previous run
-                message = {
-                    **extra,
-                    **update,
-                    ui.resume: gr.update(visible=False),
-                    ui.final_text: "",
-                    ui.inspector: EMPTY_INSPECTOR,
-                    ui.download_json: gr.update(value=None, interactive=False),
-                    ui.download_html: gr.update(value=None, interactive=False),
-                    ui.selection: "No tokens picked yet.",
-                }
-                held.update(
-                    {
-                        ui.resume: RESUME_LABEL,
-                        ui.final_text: "",
-                        ui.inspector: EMPTY_INSPECTOR,
-                        ui.download_json: None,
-                        ui.download_html: None,
-                        ui.selection: "No tokens picked yet.",
-                        ui.canvas: update.get(ui.canvas, empty_canvas_html()),
-                        ui.heatmap: update.get(ui.heatmap, plot(empty_heatmap_dict())),
-                        ui.stats: update.get(ui.stats, EMPTY_STATS),
-                        ui.scrub: 0,
-                    }
-                )
-            # Unchanged outputs are re-sent as the same plain values, not gr.skip(): gradio turns
-            # a skip into a property update that rebuilds the component (~1.5 ms each, measured),
-            # while an identical value costs a few microseconds and nothing on the wire (diffs).
-            for component in (ui.canvas, ui.heatmap, ui.stats):
-                if component in update:
-                    held[component] = update[component]
-            if ui.scrub in update and not session.pinned:
-                held[ui.scrub] = step
+            message = {**held, **extra, **update} if held else {**extra, **update, **_reset_panels(ui)}
+            _hold(ui, session, held, update, step)
             yield message
             time.sleep(policy.until_next_canvas())  # frame pacing: steps arriving meanwhile are folded in
     except GeneratorExit:  # the event was cancelled (Stop, tab closed): the worker stops after its step
         run.cancel()
         raise
-    if not current() or view.status == "paused":
-        return
+    if current() and view.status != "paused":
+        yield from _finish(ui, session, run, {**held, **extra})
+
+
+def _frame_update(ui: Any, session: Session, view: RunView, policy: UpdatePolicy) -> tuple[dict, int]:
+    """The outputs to send for the newest state (may be none yet: the policy paces them), and its step.
+
+    The first frame is always step 0 (every slot a mask: where diffusion starts); then the newest
+    state (consistent even while the worker adds the next one), highlighting everything written
+    since the last frame shown."""
+    frame = view.frame(0) if policy.shown_step < 0 else view.frame(None, since=policy.shown_step)
+    step = frame.step
+    send_canvas, send_heatmap = policy.decide(step, view.heat(step).size)
+    update: dict = {}
+    if send_canvas and not session.pinned:
+        # Slow models (>= 0.25 s a step, e.g. an 8B model on CPU) get tooltips with the top-5
+        # guesses live; for fast ones tooltips would only inflate every frame (~40 % of its
+        # bytes) and change before anyone hovers. Clicking a token inspects it either way.
+        slow = step > 0 and frame.elapsed / step >= SLOW_STEP_SECONDS
+        update[ui.canvas] = canvas_html(view, frame=frame, status="running", detail=slow, titles=slow)
+        policy.mark_shown(step)
+    if send_heatmap:
+        update[ui.heatmap] = plot(heatmap_dict(view, upto=step, revision=str(id(view))))
+        update[ui.stats] = stats_html(view, step)
+        update[ui.scrub] = gr.update(maximum=max(1, step), **({} if session.pinned else {"value": step}))
+    return update, step
+
+
+def _reset_panels(ui: Any) -> dict:
+    """The first message of a run also resets the side panels of the previous run."""
+    return {
+        ui.resume: gr.update(visible=False),
+        ui.final_text: "",
+        ui.inspector: EMPTY_INSPECTOR,
+        ui.download_json: gr.update(value=None, interactive=False),
+        ui.download_html: gr.update(value=None, interactive=False),
+        ui.selection: "No tokens picked yet.",
+    }
+
+
+def _hold(ui: Any, session: Session, held: dict, update: dict, step: int) -> None:
+    """Remember, as plain values, what the page now shows for every output (see ``stream``)."""
+    if not held:
+        held.update(
+            {
+                ui.resume: RESUME_LABEL,
+                ui.final_text: "",
+                ui.inspector: EMPTY_INSPECTOR,
+                ui.download_json: None,
+                ui.download_html: None,
+                ui.selection: "No tokens picked yet.",
+                ui.canvas: update.get(ui.canvas, empty_canvas_html()),
+                ui.heatmap: update.get(ui.heatmap, plot(empty_heatmap_dict())),
+                ui.stats: update.get(ui.stats, EMPTY_STATS),
+                ui.scrub: 0,
+            }
+        )
+    for component in (ui.canvas, ui.heatmap, ui.stats):
+        if component in update:
+            held[component] = update[component]
+    if ui.scrub in update and not session.pinned:
+        held[ui.scrub] = step
+
+
+def _finish(ui: Any, session: Session, run: Run, held: dict) -> Iterator[dict]:
+    """The run ended (finished, or reached its time limit): the settled view with its final text,
+    then the downloads. ``held``: every output's last value (plus the event's extra outputs)."""
+    view = run.view
     view.status = "done" if view.complete else "stopped"
     trajectory = run.finish()
     session.trajectory = trajectory
@@ -202,16 +222,11 @@ def stream(ui: Any, session: Session, run: Run, extra: dict | None = None) -> It
     if getattr(run, "timed_out", False) and not view.complete:
         note = f"Stopped after {view.last_step} steps: a run may use at most {MAX_RUN_SECONDS:g} s of model time."
         gr.Warning(html.escape(note, quote=False))
-    # Every message of a stream carries every output. gradio sends a stream's messages as diffs that
-    # the browser applies *in place*: a skipped output after a figure is diffed into an empty update,
-    # which deletes the figure from the object the plot component is about to draw (seen as a
-    # heatmap stuck at its first frame). Unchanged values cost nothing on the wire.
     final = {
         ui.download_json: None,
         ui.download_html: None,
         ui.selection: "No tokens picked yet.",
         **held,
-        **extra,
         **settle(ui, session, view, note=note),
     }
     final[ui.final_text] = trajectory.final_text
