@@ -8,7 +8,6 @@ The API-level counterparts (a running server) are in ``test_hardening_api.py``.
 from __future__ import annotations
 
 import ast
-import os
 import tracemalloc
 from html.parser import HTMLParser
 from pathlib import Path
@@ -18,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 
-os.environ.setdefault("DIFFUSION_CANVAS_MODEL", "tiny-random")
 _threads = torch.get_num_threads()
 import app  # noqa: E402  (builds the demo: the tiny model, no server)
 from ui import canvas_tab, errors, limits, models, settings, streaming  # noqa: E402
