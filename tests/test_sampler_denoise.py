@@ -12,12 +12,7 @@ from dlm_core.sampler import SamplerConfig, StepState, denoise, denoise_batch, r
 MODEL = tiny_random_model(seed=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class ScriptedModel(ModelAdapter):

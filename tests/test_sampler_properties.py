@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,12 +13,7 @@ AR_MODEL = tiny_random_model(seed=1, causal=True)
 PROMPTS = ["Once upon", "a [MASK] b", "[MASK:3] end", "x [MASK:2] y [MASK] z", "Q: 1+1=?"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @st.composite

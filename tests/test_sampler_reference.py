@@ -21,12 +21,7 @@ MASK = MODEL.mask_id
 PROMPT = "The quick brown fox"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def trajectory_tokens(prompt, config, model=MODEL):

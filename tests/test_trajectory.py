@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from dlm_core import trajectory as trajectory_module
 from dlm_core.models import tiny_random_model
@@ -15,12 +14,7 @@ from dlm_core.trajectory import SCHEMA_VERSION, Trajectory, TrajectoryBuilder, T
 MODEL = tiny_random_model(seed=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
