@@ -110,6 +110,8 @@ def diffusion_loss(
     t = t[torch.randperm(batch, generator=generator)]
     mask_rate = (1 - MIN_MASK_RATE) * t + MIN_MASK_RATE
     masked = torch.rand(batch, length, generator=generator) < mask_rate[:, None]
+    # The draws come from a CPU generator (same stream on any device); the model may sit on a GPU.
+    mask_rate, masked = mask_rate.to(tokens.device), masked.to(tokens.device)
     noisy = torch.where(masked, torch.full_like(tokens, mask_id), tokens)
     logits = model(noisy).logits.float()
     token_loss = F.cross_entropy(logits.transpose(1, 2), tokens, reduction="none")

@@ -1,0 +1,331 @@
+"""Parallel-decoding training for the built-in diffusion model: ``python -m dlm_core.distill``.
+
+Certainty-forcing self-distillation (dParallel, Chen et al. 2025). A masked diffusion model decodes
+slowly because it is rarely *sure* of a masked position, even where its own argmax is right; the
+threshold rule (Fast-dLLM) then commits about one token per forward pass. dParallel fine-tunes the
+model on its own generations so that it becomes confident, early, on the tokens it already gets
+right:
+
+* ``generate``  the shipped model (the teacher) writes continuations of prompts taken from the
+  training plays, decoded the way the app decodes (``TEACHER_SAMPLING``). Shards of 64 sequences
+  under ``--out``; rerunning continues with the next shard, each seeded by its index.
+* ``train``     the student starts from the teacher's weights and minimises, per training example,
+
+      L = CE(masked positions of the active block) + beta * H(masked positions the student already
+          predicts correctly)
+
+  where H is the entropy of the student's distribution. The canvas is laid out as at inference
+  (semi-autoregressive blocks of ``--block`` slots, LLaDA): the prompt and the blocks before the
+  active one are clean, the active block is masked at a rate t ~ U(0, 1], the blocks after it are
+  fully masked. Each example is used twice with *complementary* masks (dParallel), so every token
+  of the active block receives a loss once. Seeded, resumable (``checkpoint.pt``), with a progress
+  bar and held-out metrics: the distillation loss on teacher generations from held-out plays, the
+  share of masked slots the student would commit under threshold 0.9, and the real-text
+  masked-diffusion loss of ``dlm_core.train`` (so quality drift on Shakespeare itself is visible).
+* ``export``    the best checkpoint -> a model folder (``dlm_core.train.export``).
+
+Simplifications, said plainly: dParallel's teacher decodes greedily on math prompts; ours samples
+at the app's settings, since our product samples; the CE term uses the plain mean over masked
+positions (no 1/t weight), as dParallel's certainty-forcing loss does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .models.builtin import BUILTIN_ORDER_TEMPERATURE, load_canvas
+from .models.canvas_lm import CanvasLM
+from .sampler.config import SamplerConfig
+from .sampler.denoise import denoise_batch
+from .sampler.prompt import canvas_prompt
+from .train import diffusion_loss, export, learning_rate, load_tokenizer, sample_batch
+
+SHARD_SIZE = 64
+PROMPT_LENGTHS = (8, 16, 32, 64)
+CONFIDENT = 0.9  # Fast-dLLM's default threshold: the held-out "would commit" share uses it
+
+# How the teacher writes: the app's default decoding of the built-in model, with Fast-dLLM's dual
+# cache so that generation is affordable on a CPU (block-level approximation, refreshed per block).
+TEACHER_SAMPLING = dict(
+    strategy="low_confidence", block_length=32, temperature=1.0, top_p=0.95,
+    order_temperature=BUILTIN_ORDER_TEMPERATURE, cache="dual",
+)
+
+
+# --------------------------------------------------------------------------------- teacher data
+
+
+def teacher_shard(
+    model, stream: np.ndarray, index: int, gen_length: int,
+    shard_size: int = SHARD_SIZE, prompt_lengths: tuple[int, ...] = PROMPT_LENGTHS,
+) -> np.ndarray:
+    """One shard: ``shard_size`` canvases (prompt + teacher continuation) as int32, prompt length first.
+
+    Row layout: [prompt_length, token_0, ..., token_{P+G-1}]; P cycles through ``prompt_lengths`` by
+    shard index, prompts are windows of ``stream`` drawn with seed ``index``, decoding uses seed ``index``.
+    """
+    rng = np.random.default_rng(index)
+    prompt_length = prompt_lengths[index % len(prompt_lengths)]
+    starts = rng.integers(0, stream.size - prompt_length, size=shard_size)
+    prompts = [
+        canvas_prompt(model, [int(t) for t in stream[s : s + prompt_length]] + [model.mask_id] * gen_length,
+                      range(prompt_length, prompt_length + gen_length))
+        for s in starts
+    ]
+    config = SamplerConfig(gen_length=0, steps=gen_length // 2, seed=index, **TEACHER_SAMPLING)
+    final = deque(denoise_batch(model, prompts, config), maxlen=1)[0]  # run to the end, keep the last step
+    rows = np.stack([state.tokens for state in final]).astype(np.int32)
+    return np.concatenate([np.full((shard_size, 1), prompt_length, np.int32), rows], axis=1)
+
+
+def generate(args) -> None:
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = load_canvas(args.teacher, device=args.device)
+    from tqdm import tqdm
+
+    for split, count, offset in (("validation", args.validation_shards, 1_000_000), ("train", args.shards, 0)):
+        stream = np.load(Path(args.data) / f"{split}.npy")
+        for i in tqdm(range(count), desc=f"teacher {split}", unit="shard"):
+            path = out / f"{split}-{i:04d}.npy"
+            if path.exists():
+                continue
+            shard = teacher_shard(model, stream, offset + i, args.gen_length, args.shard_size, tuple(args.prompt_lengths))
+            np.save(path.with_suffix(".tmp.npy"), shard)
+            path.with_suffix(".tmp.npy").replace(path)
+
+
+def load_shards(folder: Path, split: str) -> list[np.ndarray]:
+    """Rows of every shard of a split, grouped by prompt length (rows of one array share a length)."""
+    return [np.load(path) for path in sorted(folder.glob(f"{split}-*.npy")) if ".tmp" not in path.name]
+
+
+# ------------------------------------------------------------------------------------------ loss
+
+
+def semi_ar_canvas(
+    rows: torch.Tensor, prompt_length: int, block: int, mask_id: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Two complementary noisy canvases per row, laid out as at inference.
+
+    Returns (noisy 2B x L, masked 2B x L: slots of the active block that are masked and scored,
+    targets 2B x L). Per row: active block k ~ U{blocks}, t ~ U(0, 1], mask m ~ Bernoulli(t) in the
+    block; copy one masks m, copy two masks the block's other slots (1 - m); later blocks are masks.
+    """
+    batch, length = rows.shape
+    blocks = (length - prompt_length) // block
+    k = torch.randint(0, blocks, (batch,), generator=generator)
+    start = prompt_length + k * block
+    position = torch.arange(length)
+    in_block = (position >= start[:, None]) & (position < start[:, None] + block)
+    after = position >= (start[:, None] + block)
+    t = torch.rand(batch, generator=generator).clamp(min=1.0 / block)
+    draw = torch.rand(batch, length, generator=generator) < t[:, None]
+    masked = torch.cat((in_block & draw, in_block & ~draw))
+    hidden = masked | torch.cat((after, after))
+    targets = torch.cat((rows, rows))
+    noisy = torch.where(hidden, torch.full_like(targets, mask_id), targets)
+    return noisy, masked, targets
+
+
+def certainty_forcing_loss(
+    model: CanvasLM, noisy: torch.Tensor, masked: torch.Tensor, targets: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """CE over scored masked slots + beta * entropy over those the student already gets right."""
+    logits = model(noisy).logits.float()[masked]  # N x V
+    gold = targets[masked]
+    cross_entropy = F.cross_entropy(logits, gold)
+    log_probs = logits.log_softmax(-1)
+    entropy = -(log_probs.exp() * log_probs).sum(-1)
+    correct = logits.argmax(-1) == gold
+    # Certainty forcing only where the student is right: sharpening a wrong guess would teach it to
+    # commit errors early, which is exactly what a threshold rule must avoid.
+    forced = (entropy * correct).sum() / max(1, int(masked.sum()))
+    confident = log_probs.max(-1).values.exp() > CONFIDENT
+    stats = {
+        "ce": cross_entropy.item(),
+        "entropy_correct": (entropy[correct].mean().item() if correct.any() else 0.0),
+        "accuracy": correct.float().mean().item(),
+        "confident": confident.float().mean().item(),
+        "confident_correct": (confident & correct).float().mean().item(),
+    }
+    return cross_entropy + beta * forced, stats
+
+
+# -------------------------------------------------------------------------------------- training
+
+
+def batches(shards: list[np.ndarray], real: np.ndarray, args, rng: np.random.Generator):
+    """(prompt_length, rows): teacher continuations (one shard, so one prompt length, per batch) with
+    probability ``--teacher-fraction``, else windows of real training text of the same layout."""
+    if shards and rng.random() < args.teacher_fraction:
+        shard = shards[int(rng.integers(len(shards)))]
+        rows = shard[rng.integers(0, shard.shape[0], size=args.batch)]
+        return int(rows[0, 0]), torch.from_numpy(rows[:, 1:].astype(np.int64))
+    prompt_length = args.prompt_lengths[int(rng.integers(len(args.prompt_lengths)))]
+    return prompt_length, sample_batch(real, args.batch, prompt_length + args.gen_length, rng)
+
+
+@torch.no_grad()
+def held_out(model: CanvasLM, shards: list[np.ndarray], real: np.ndarray, args, mask_id: int) -> dict[str, float]:
+    """Fixed-seed held-out metrics (comparable across steps and across runs)."""
+    model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(4321)
+    totals: dict[str, float] = {}
+    for shard in shards:
+        for lo in range(0, shard.shape[0], args.batch):
+            rows = torch.from_numpy(shard[lo : lo + args.batch, 1:].astype(np.int64))
+            canvases = semi_ar_canvas(rows, int(shard[0, 0]), args.block, mask_id, generator)
+            _, stats = certainty_forcing_loss(model, *(t.to(device) for t in canvases), 0.0)
+            for key, value in stats.items():
+                totals[key] = totals.get(key, 0.0) + value
+    count = sum(-(-shard.shape[0] // args.batch) for shard in shards)
+    metrics = {f"val_{key}": round(value / count, 4) for key, value in totals.items()}
+    rng = np.random.default_rng(1234)
+    context = min(model.config.max_position_embeddings, real.size - 1)  # the windows dlm_core.train scores
+    real_loss = 0.0
+    for _ in range(args.eval_batches):
+        tokens = sample_batch(real, max(1, 4096 // context), context, rng)
+        real_loss += diffusion_loss(model, tokens.to(device), mask_id, generator)[0].item()
+    metrics["val_real_diffusion_loss"] = round(real_loss / args.eval_batches, 4)
+    model.train()
+    return metrics
+
+
+def train(args) -> None:
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    data, out = Path(args.teacher_data), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = load_tokenizer(Path(args.data))
+    mask_id = tokenizer.mask_token_id
+    train_shards, val_shards = load_shards(data, "train"), load_shards(data, "validation")
+    if not val_shards or (args.teacher_fraction > 0 and not train_shards):
+        raise SystemExit(f"no teacher data under {data}: run `python -m dlm_core.distill generate` first")
+    real_train, real_validation = (np.load(Path(args.data) / f"{split}.npy") for split in ("train", "validation"))
+    device = torch.device(args.device)
+    model = load_canvas(args.init, device=device).model.float().train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    state = {"step": 0, "tokens": 0, "seconds": 0.0, "best": float("inf")}
+    rng = np.random.default_rng(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    if (out / "checkpoint.pt").exists():
+        checkpoint = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        state = checkpoint["state"]
+        rng.bit_generator.state = checkpoint["numpy_rng"]
+        generator.set_state(checkpoint["torch_rng"])
+        print(f"resumed from step {state['step']}")
+
+    def save(path: Path) -> None:
+        torch.save(
+            {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
+                "numpy_rng": rng.bit_generator.state, "torch_rng": generator.get_state(),
+                "config": model.config.to_dict(), "step": state["step"], "args": vars(args),
+            },
+            path.with_suffix(".tmp"),
+        )
+        path.with_suffix(".tmp").replace(path)
+
+    from tqdm import tqdm
+
+    log = (out / "log.jsonl").open("a")
+    if state["step"] == 0:
+        record = {"step": 0, **held_out(model, val_shards, real_validation, args, mask_id)}
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        print(json.dumps(record))
+    progress = tqdm(initial=state["step"], total=args.steps, unit="step", dynamic_ncols=True, mininterval=10)
+    session_start = time.time()
+    while state["step"] < args.steps and not (args.minutes and time.time() - session_start > 60 * args.minutes):
+        started = time.time()
+        prompt_length, rows = batches(train_shards, real_train, args, rng)
+        noisy, masked, targets = (t.to(device) for t in semi_ar_canvas(rows, prompt_length, args.block, mask_id, generator))
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(state["step"], args)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            loss, stats = certainty_forcing_loss(model, noisy, masked, targets, args.beta)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        state["step"] += 1
+        state["tokens"] += int(masked.sum())
+        state["seconds"] += time.time() - started
+        progress.update(1)
+        progress.set_postfix(ce=f"{stats['ce']:.3f}", conf=f"{stats['confident']:.2f}", refresh=False)
+        if state["step"] % args.eval_every == 0 or state["step"] == args.steps:
+            record = {"step": state["step"], "tokens": state["tokens"], "seconds": round(state["seconds"], 1),
+                      "train_ce": round(stats["ce"], 4), **held_out(model, val_shards, real_validation, args, mask_id)}
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            progress.write(json.dumps(record))
+            # Best = lowest held-out distillation CE: certainty must not be bought with wrong guesses.
+            if record["val_ce"] < state["best"]:
+                state["best"] = record["val_ce"]
+                save(out / "best.pt")
+            save(out / "checkpoint.pt")
+            train_shards = load_shards(data, "train")  # the teacher may still be writing shards
+    save(out / "checkpoint.pt")
+    progress.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m dlm_core.distill", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    g = commands.add_parser("generate", help="teacher continuations (resumable shards)")
+    g.add_argument("--teacher", default="assets/canvas-diffusion")
+    g.add_argument("--data", default="runs/data")
+    g.add_argument("--out", default="runs/distill-data")
+    g.add_argument("--shards", type=int, default=24, help=f"training shards of {SHARD_SIZE} continuations")
+    g.add_argument("--validation-shards", type=int, default=1)
+    g.add_argument("--gen-length", type=int, default=256)
+    g.add_argument("--shard-size", type=int, default=SHARD_SIZE)
+    g.add_argument("--prompt-lengths", type=int, nargs="+", default=list(PROMPT_LENGTHS))
+    g.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    g.add_argument("--threads", type=int, default=2)
+    t = commands.add_parser("train", help="certainty-forcing fine-tune (resumable)")
+    t.add_argument("--init", default="assets/canvas-diffusion")
+    t.add_argument("--data", default="runs/data")
+    t.add_argument("--teacher-data", default="runs/distill-data")
+    t.add_argument("--out", default="runs/canvas-parallel")
+    t.add_argument("--steps", type=int, default=1000)
+    t.add_argument("--minutes", type=float, default=0, help="stop this session after N minutes (0 = no limit)")
+    t.add_argument("--batch", type=int, default=8, help="teacher rows per step (each seen with 2 complementary masks)")
+    t.add_argument("--block", type=int, default=32)
+    t.add_argument("--gen-length", type=int, default=256, help="slots after the prompt in real-text examples")
+    t.add_argument("--prompt-lengths", type=int, nargs="+", default=list(PROMPT_LENGTHS))
+    t.add_argument("--teacher-fraction", type=float, default=0.5,
+                   help="share of batches from teacher continuations; the rest are real training text")
+    t.add_argument("--beta", type=float, default=0.5, help="weight of the certainty-forcing entropy term")
+    t.add_argument("--lr", type=float, default=1e-4)
+    t.add_argument("--warmup", type=int, default=50)
+    t.add_argument("--decay-steps", type=int, default=1000)
+    t.add_argument("--eval-every", type=int, default=100)
+    t.add_argument("--eval-batches", type=int, default=4)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
+    e = commands.add_parser("export", help="checkpoint -> model folder")
+    e.add_argument("--checkpoint", default="runs/canvas-parallel/best.pt")
+    e.add_argument("--data", default="runs/data")
+    e.add_argument("--out", default="assets/canvas-parallel")
+    args = parser.parse_args(argv)
+    {"generate": generate, "train": train, "export": export}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

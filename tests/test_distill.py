@@ -1,0 +1,102 @@
+"""Parallel-decoding training (dlm_core.distill): the canvas layout, the loss, teacher shards, resume."""
+
+import json
+
+import numpy as np
+import torch
+
+from dlm_core import distill, train
+from dlm_core.models import CanvasConfig, CanvasLM, load_canvas
+from tests.test_train import make_data
+
+MASK = 3
+
+
+def test_semi_ar_canvas_lays_out_blocks_as_at_inference_with_complementary_masks():
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.arange(10, 10 + 4 * 40).reshape(4, 40)  # prompt 8 + 4 blocks of 8
+    for _ in range(20):
+        noisy, masked, targets = distill.semi_ar_canvas(rows, 8, 8, MASK, generator)
+        assert noisy.shape == masked.shape == targets.shape == (8, 40)
+        assert torch.equal(targets, torch.cat((rows, rows)))
+        first, second = masked[:4], masked[4:]
+        assert not (first & second).any()  # complementary: no slot scored twice
+        union = first | second
+        for row in range(4):
+            block = torch.nonzero(union[row]).flatten()
+            assert len(block) == 8 and block[0] >= 8 and block[0] % 8 == 0  # exactly one whole block
+            start, end = int(block[0]), int(block[-1]) + 1
+            for copy in (row, row + 4):
+                assert torch.equal(noisy[copy, :start], rows[row, :start])  # prompt and earlier blocks clean
+                assert (noisy[copy, end:] == MASK).all()  # later blocks fully masked
+                assert (noisy[copy][masked[copy]] == MASK).all()
+
+
+def tiny_model(vocab=16):
+    torch.manual_seed(0)
+    return CanvasLM(CanvasConfig(vocab_size=vocab, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                 intermediate_size=32, max_position_embeddings=32, mask_token_id=MASK))
+
+
+def test_certainty_forcing_lowers_entropy_only_where_the_student_is_right():
+    model = tiny_model()
+    noisy = torch.full((2, 12), MASK)
+    masked = torch.ones(2, 12, dtype=torch.bool)
+    logits = model(noisy).logits[masked]
+    right = logits.argmax(-1)
+    wrong = (right + 1) % 16
+    # Where every target is wrong, the entropy term contributes nothing: loss(beta) == loss(0).
+    targets = wrong.reshape(2, 12)
+    assert torch.isclose(distill.certainty_forcing_loss(model, noisy, masked, targets, 5.0)[0],
+                         distill.certainty_forcing_loss(model, noisy, masked, targets, 0.0)[0])
+    # Where every target is the argmax, beta adds exactly beta x the mean entropy.
+    targets = right.reshape(2, 12)
+    log_probs = logits.float().log_softmax(-1)
+    entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
+    with_beta, stats = distill.certainty_forcing_loss(model, noisy, masked, targets, 2.0)
+    without, _ = distill.certainty_forcing_loss(model, noisy, masked, targets, 0.0)
+    assert torch.isclose(with_beta - without, 2.0 * entropy, atol=1e-5)
+    assert stats["accuracy"] == 1.0
+
+
+def test_generate_then_train_resumes_exactly_and_exports(tmp_path):
+    data = make_data(tmp_path)
+    train.main(["train", "--objective", "diffusion", "--data", str(data), "--out", str(tmp_path / "base"),
+                "--tokens", "256", "--width", "32", "--layers", "1", "--heads", "2", "--mlp", "64", "--context", "48",
+                "--batch-tokens", "128", "--eval-every", "2", "--eval-batches", "1", "--threads", "1"])
+    train.main(["export", "--checkpoint", str(tmp_path / "base" / "checkpoint.pt"), "--data", str(data),
+                "--out", str(tmp_path / "base-model")])
+    teacher = tmp_path / "teacher"
+    common = ["--data", str(data), "--prompt-lengths", "4", "8"]
+    distill.main(["generate", "--teacher", str(tmp_path / "base-model"), "--out", str(teacher), "--shards", "2",
+                  "--shard-size", "4", "--gen-length", "16", "--threads", "1", *common])
+    shards = distill.load_shards(teacher, "train")
+    assert [s.shape for s in shards] == [(4, 1 + 4 + 16), (4, 1 + 8 + 16)]
+    model = load_canvas(tmp_path / "base-model")
+    for shard in shards:
+        prompt = int(shard[0, 0])
+        assert (shard[:, 1:] != model.mask_id).all()  # the teacher finished every canvas
+        assert (shard[:, 1:] < model.vocab_size).all() and (shard[:, 1:] >= 0).all()
+        assert prompt in (4, 8)
+    # A second call finds the shards and writes nothing new (resumable generation).
+    mtimes = [p.stat().st_mtime_ns for p in sorted(teacher.glob("*.npy"))]
+    distill.main(["generate", "--teacher", str(tmp_path / "base-model"), "--out", str(teacher), "--shards", "2",
+                  "--shard-size", "4", "--gen-length", "16", "--threads", "1", *common])
+    assert [p.stat().st_mtime_ns for p in sorted(teacher.glob("*.npy"))] == mtimes
+
+    def run(out, steps):
+        distill.main(["train", "--init", str(tmp_path / "base-model"), "--teacher-data", str(teacher), "--out", str(out),
+                      "--steps", str(steps), "--batch", "2", "--block", "8", "--gen-length", "16", "--eval-every", "2",
+                      "--eval-batches", "1", "--warmup", "1", "--decay-steps", "6", "--threads", "1", "--no-bf16", *common])
+        return torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+
+    straight = run(tmp_path / "straight", 6)
+    run(tmp_path / "resumed", 2)
+    resumed = run(tmp_path / "resumed", 6)
+    assert all(torch.equal(straight[name], resumed[name]) for name in straight)
+    log = [json.loads(line) for line in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [0, 2, 4, 6]
+    assert all(0 <= r["val_confident"] <= 1 and np.isfinite(r["val_real_diffusion_loss"]) for r in log)
+    distill.main(["export", "--checkpoint", str(tmp_path / "straight" / "best.pt"), "--data", str(data),
+                  "--out", str(tmp_path / "parallel")])
+    assert load_canvas(tmp_path / "parallel").kind == "diffusion"
