@@ -436,3 +436,35 @@ def test_viz_imports_neither_torch_nor_gradio():
                 root = name.split(".")[0]
                 assert root not in ("torch", "gradio"), f"{path.name} imports {name}"
                 assert not name.startswith("dlm_core.sampler"), f"{path.name} imports {name}"
+
+
+def test_race_charts_share_one_layout():
+    from dlm_core.speed import speedup_curve
+    from dlm_core.viz import bench_figure, chart_layout, frontier_dict
+    from dlm_core.viz.race_explain import speedup_figure
+
+    rows = [{"model": "m", "setting": "s", "tokens_per_forward": 2.0, "gen_ppl_under_ar": 9.0}]
+    figures = [
+        bench_figure([{"method": "ar+kv", "length": 32, "median_s": 0.5}], "t"),
+        speedup_figure({"dual": speedup_curve(8, 64, "dual")}),
+        frontier_dict({"rows": rows}),
+    ]
+    shared = ("margin", "legend", "paper_bgcolor", "plot_bgcolor")
+    for figure in figures:
+        assert {key: figure["layout"][key] for key in shared} == {key: chart_layout("", "", "")[key] for key in shared}
+        go.Figure(figure)  # plotly validates every property
+    assert figures[0]["layout"]["xaxis"]["type"] == figures[0]["layout"]["yaxis"]["type"] == "log"
+    assert "type" not in figures[2]["layout"]["yaxis"]  # perplexity on a linear axis
+    assert chart_layout(HOSTILE, HOSTILE, "y")["title"]["text"] == html.escape(HOSTILE)
+
+
+def test_bench_figure_one_sorted_line_per_method_and_names_missing_keys():
+    rows = [{"method": "thr+dual", "length": 128, "median_s": 2.0}, {"method": "ar+kv", "length": 64, "median_s": 0.4},
+            {"method": "thr+dual", "length": 32, "median_s": 0.6}, {"method": "ar+kv", "length": 32, "median_s": 0.2}]
+    from dlm_core.viz import bench_figure
+
+    figure = bench_figure(rows, "t")
+    lines = {trace["name"]: (trace["x"], trace["y"]) for trace in figure["data"]}
+    assert lines == {"thr+dual": ([32, 128], [0.6, 2.0]), "ar+kv": ([32, 64], [0.2, 0.4])}
+    with pytest.raises(ValueError, match="rows\\[1\\] has no 'median_s'"):
+        bench_figure([rows[0], {"method": "x", "length": 1}], "t")

@@ -15,6 +15,8 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
+from .charts import chart_layout
+
 X_KEY = "tokens_per_forward"
 Y_KEY = "gen_ppl_under_ar"
 
@@ -65,16 +67,8 @@ def frontier_dict(report: Mapping[str, Any], title: str = "Quality vs parallelis
             "text": [_hover({"setting": "AR twin + KV cache", X_KEY: ar.get(X_KEY, 1.0), **ar})],
             "hovertemplate": "%{text}<extra></extra>",
         })
-    layout = {
-        "title": {"text": html.escape(title), "font": {"size": 14}},
-        "xaxis": {"title": {"text": "tokens per forward pass"}, "type": "log"},
-        "yaxis": {"title": {"text": "generative perplexity under the AR twin (lower is better)"}},
-        "margin": {"l": 60, "r": 10, "t": 40, "b": 50},
-        "height": 360,
-        "legend": {"orientation": "h", "y": -0.25},
-        "paper_bgcolor": "rgba(0,0,0,0)",
-        "plot_bgcolor": "rgba(0,0,0,0)",
-    }
+    layout = chart_layout(title, "tokens per forward pass", "generative perplexity under the AR twin (lower is better)",
+                          log_y=False, height=360)
     return {"data": data, "layout": layout}
 
 

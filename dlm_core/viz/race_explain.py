@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..speed import BreakEven, LaneExplanation, Scenario, ridge_tokens
+from .charts import chart_layout
 
 
 def _x(value: float) -> str:
@@ -31,14 +32,14 @@ def _x(value: float) -> str:
 
 def break_even_html(verdict: BreakEven, *, forwards: int | None = None, ar_label: str = "an AR step") -> str:
     """One sentence (and a badge) on the measured break-even of a diffusion lane."""
-    where = f"mean of this run's {forwards} forwards" if forwards else "measured"
+    where = f"mean of this run's {forwards} forward{'s' if forwards != 1 else ''}" if forwards else "measured"
     ms = f"{verdict.diffusion_ms:.1f} ms vs {verdict.ar_ms:.1f} ms"
     if verdict.wins:
         outcome = f"{_x(verdict.speedup)}x faster than the AR twin"
-        badge = '<span class="dc-badge done">ahead</span>'
+        badge = '<span class="dc-badge dc-ahead">ahead</span>'
     else:
         outcome = f"{_x(verdict.speedup)}x the AR twin's speed: it would need {_x(1 / verdict.speedup)}x more tokens per pass"
-        badge = '<span class="dc-badge">behind</span>'
+        badge = '<span class="dc-badge dc-behind">behind</span>'
     text = (
         f"One forward costs {_x(verdict.cost_ratio)}x {ar_label} here ({ms}, {where}), so it needs "
         f"≥ {verdict.needed:.1f} tokens per pass to win; this run does {verdict.achieved:.1f} ({outcome})."
@@ -141,16 +142,7 @@ def speedup_figure(
             "marker": {"size": 12, "symbol": "star"},
             "hovertemplate": "this run: %{x:.1f} tokens/pass, %{y:.2f}x<extra></extra>",
         })
-    layout = {
-        "title": {"text": html.escape(title), "font": {"size": 14}},
-        "xaxis": {"title": {"text": "tokens per forward pass (diffusion)"}, "type": "log"},
-        "yaxis": {"title": {"text": "speed-up over AR (projected)"}, "type": "log"},
-        "margin": {"l": 60, "r": 10, "t": 40, "b": 50},
-        "height": 340,
-        "legend": {"orientation": "h", "y": -0.25},
-        "paper_bgcolor": "rgba(0,0,0,0)",
-        "plot_bgcolor": "rgba(0,0,0,0)",
-    }
+    layout = chart_layout(title, "tokens per forward pass (diffusion)", "speed-up over AR (projected)")
     return {"data": data, "layout": layout}
 
 
