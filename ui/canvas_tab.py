@@ -140,7 +140,7 @@ def create_ui() -> CanvasUI:
                 for name in ("temperature", "top_k", "top_p", "seed"):
                     c[name] = setting_widget(name)
             with gr.Accordion("Strategy settings", open=False, visible=True) as strategy_box:
-                for name in ("threshold", "factor", "eps"):
+                for name in ("threshold", "factor", "gamma", "eps"):
                     c[name] = setting_widget(name, visible=False)  # shown for their strategies (strategy_changed)
                 c["order_temperature"] = setting_widget("order_temperature", visible=kind != "autoregressive")
                 c["no_strategy_settings"] = gr.Markdown(
@@ -508,6 +508,7 @@ def make_handlers(ui: CanvasUI) -> dict[str, Any]:  # noqa: C901 (one closure pe
         spec = STRATEGIES.get(strategy)
         show_threshold = strategy == "threshold"
         show_factor = strategy == "factor"
+        show_gamma = strategy == "entropy_bound"
         show_eps = strategy in DREAM_STRATEGIES
         show_order = bool(spec and spec.ranked)
         adaptive = bool(spec and not spec.exact_steps)
@@ -520,11 +521,12 @@ def make_handlers(ui: CanvasUI) -> dict[str, Any]:  # noqa: C901 (one closure pe
             gr.update(visible=not (spec and spec.one_per_step), info=steps_info),
             gr.update(visible=show_threshold),
             gr.update(visible=show_factor),
+            gr.update(visible=show_gamma),
             gr.update(visible=show_eps),
             gr.update(visible=show_order),
-            gr.update(visible=not (show_threshold or show_factor or show_eps or show_order)),
+            gr.update(visible=not (show_threshold or show_factor or show_gamma or show_eps or show_order)),
             gr.update(visible=bool(spec and spec.allows_remask)),
-            gr.update(open=show_threshold or show_factor),  # its key setting in view (e.g. after an example)
+            gr.update(open=show_threshold or show_factor or show_gamma),  # its key setting in view (e.g. after an example)
         )
 
     def remask_changed(mode: str):
@@ -664,6 +666,7 @@ def create_events(ui: CanvasUI, state: gr.State) -> None:
             ui.steps,
             ui.threshold,
             ui.factor,
+            ui.gamma,
             ui.eps,
             ui.order_temperature,
             ui.no_strategy_settings,

@@ -30,6 +30,7 @@ STRATEGY_LABELS = {
     "origin": "Random by schedule (MDLM / Dream origin)",
     "threshold": "All above a threshold (Fast-dLLM)",
     "factor": "Factor rule (Fast-dLLM)",
+    "entropy_bound": "Entropy budget (EB-sampler)",
     "left_to_right": "Left to right, one per step (like GPT)",
 }
 DREAM_STRATEGIES = ("maskgit_plus", "topk_margin", "entropy", "origin")

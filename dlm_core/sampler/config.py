@@ -188,7 +188,10 @@ class SamplerConfig:
         "Factor", "Fast-dLLM factor f (strategy factor)", "float", 0.0, MAX_FACTOR, open_low=True,
         widget=Widget("Fast-dLLM's f: larger = more tokens per step, more risk of clashing tokens.", 0.1, 10, 0.1, 1.0)))
     gamma: float = setting(0.1, Setting(
-        "Entropy bound (gamma)", "EB-sampler entropy bound in nats (strategy entropy_bound)", "float", 0.0, MAX_GAMMA))
+        "Entropy budget γ", "EB-sampler entropy bound in nats (strategy entropy_bound)", "float", 0.0, MAX_GAMMA,
+        widget=Widget("How much doubt one step may take on: it writes the surest masks while their summed "
+                      "uncertainty stays under γ. 0 = about one token per step; larger = more tokens per step, "
+                      "more risk of clashing words.", 0, 10, 0.1, 0.1)))
     eps: float = setting(1e-3, Setting(
         "Eps", "Dream's final timestep (Dream strategies)", "float", 0.0, 1.0, open_low=True, open_high=True,
         widget=Widget("Dream's final noise level (small values are standard).", 0.0001, 0.5, 0.0001, 0.001)))
