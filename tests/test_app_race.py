@@ -1,4 +1,5 @@
-"""The Race tab through the API: lanes stream, exactly one finishes first, bad input names the field."""
+"""The Race tab through the API: lanes stream, exactly one finishes first, each diffusion lane explains its
+break-even live, the projection comes after the race, bad input names the field."""
 
 import re
 
@@ -17,7 +18,7 @@ def url():
 
 def test_race_streams_lanes_and_ranks_the_finishers(url):
     client = Client(url, download_files=False, verbose=False)
-    job = client.submit("ROMEO:\n", "ar", 32, 0.5, "dual", 0.0, 3, api_name="/race")
+    job = client.submit("ROMEO:\n", "ar", 32, 0.5, "dual", 0.0, 3, 0.1, "tiny-random", api_name="/race")
     updates = list(job)
     assert len(updates) >= 2
     streamed = [u for u in updates if any(isinstance(v, str) and "dc-race-lane" in v for v in u)]
@@ -26,22 +27,35 @@ def test_race_streams_lanes_and_ranks_the_finishers(url):
     assert sum("finished first" in lane for lane in last_lanes) == 1
     assert all(re.search(r"\d+ forward passes", lane) for lane in last_lanes)
     assert any("Autoregressive twin" in lane for lane in last_lanes)
+    diffusion = next(lane for lane in last_lanes if "Diffusion" in lane)
+    assert "dc-race-explain" in diffusion and "tokens per pass to win" in diffusion
+    assert "dc-race-explain" not in next(lane for lane in last_lanes if "Autoregressive twin" in lane)
+    projection = [v for v in updates[-1] if isinstance(v, str) and "Projection, not a measurement" in v]
+    assert len(projection) == 1 and "H100" in projection[0]
 
 
-def test_race_strategies_mode_runs_four_lanes(url):
+def test_race_strategies_mode_runs_five_lanes(url):
     client = Client(url, download_files=False, verbose=False)
-    job = client.submit("Hi", "strategies", 16, 0.5, "off", 0.0, 1, api_name="/race")
+    job = client.submit("Hi", "strategies", 16, 0.5, "off", 0.0, 1, 1.5, "tiny-random", api_name="/race")
     streamed = [u for u in job if any(isinstance(v, str) and "dc-race-lane" in v for v in u)]
     last_lanes = [v for v in streamed[-1] if isinstance(v, str) and "dc-race-lane" in v]
-    assert len(last_lanes) == 4
-    assert {name for name in ("left_to_right", "low_confidence", "random", "threshold") if any(name in lane for lane in last_lanes)} == {
-        "left_to_right", "low_confidence", "random", "threshold"}
+    names = ("left_to_right", "low_confidence", "random", "threshold", "entropy_bound")
+    assert len(last_lanes) == 5
+    assert {name for name in names if any(f"· {name}" in lane for lane in last_lanes)} == set(names)
+    assert all("timed before the race" in lane for lane in last_lanes)
 
 
 def test_race_bad_length_names_the_field(url):
     client = Client(url, download_files=False, verbose=False)
     with pytest.raises(Exception) as error:
-        client.predict("Hi", "ar", 100000, 0.5, "dual", 0.0, 1, api_name="/race")
+        client.predict("Hi", "ar", 100000, 0.5, "dual", 0.0, 1, 0.1, "tiny-random", api_name="/race")
     message = str(error.value)
     assert "Length" in message or "length" in message
     assert "Traceback" not in message
+
+
+def test_race_bad_model_names_the_field(url):
+    client = Client(url, download_files=False, verbose=False)
+    with pytest.raises(Exception) as error:
+        client.predict("Hi", "ar", 16, 0.5, "dual", 0.0, 1, 0.1, "llada-8b-instruct", api_name="/race")
+    assert "Diffusion model" in str(error.value) and "Traceback" not in str(error.value)

@@ -1,21 +1,31 @@
-"""The Race tab: the AR twin vs the diffusion model, or four diffusion strategies side by side
-(``dlm_core.race``: each lane timed on its own clock), and the stored time-vs-length benchmark."""
+"""The Race tab: a diffusion model vs its autoregressive twin, or five diffusion strategies side by
+side (``dlm_core.race``: each lane timed on its own clock), each diffusion lane explaining, live, why
+it wins or loses (``dlm_core.speed``: measured cost of a forward vs an AR step, the break-even tokens
+per pass); after the race, a labelled projection of the same run on a large model and GPU; then the
+stored time-vs-length benchmark and the quality-parallelism frontier."""
 
 from __future__ import annotations
 
 import html
 import json
+import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 from gradio.components.plot import PlotData
 
+from dlm_core import speed
 from dlm_core.models import registry
 from dlm_core.race import Lane, LaneState, race
 from dlm_core.sampler import SamplerConfig
 from dlm_core.sampler.config import MAX_SEED
+from dlm_core.sampler.config import SETTINGS as TABLE
 from dlm_core.viz import RunView, canvas_html, empty_canvas_html, heatmap_dict
+from dlm_core.viz.charts import bench_figure
+from dlm_core.viz.frontier import frontier_dict
+from dlm_core.viz.race_explain import break_even_html, projection_html, speedup_figure
 
 from . import ASSETS
 from .errors import guarded, read_input, user_error
@@ -24,50 +34,153 @@ from .models import FALLBACK_MODEL, default_model_key, get_model, model_note_htm
 from .settings import CACHE_CHOICES, STRATEGY_LABELS, named_field
 from .streaming import plot
 
-RACE_LANES = 4
-RACE_STRATEGIES = ("left_to_right", "low_confidence", "random", "threshold")
+log = logging.getLogger("diffusion_canvas")
+
+RACE_STRATEGIES = ("left_to_right", "low_confidence", "random", "threshold", "entropy_bound")
+RACE_LANES = len(RACE_STRATEGIES)  # the most lanes a race has (strategies mode); the AR race has 2
 RACE_FRAME_SECONDS = 0.1  # at most ~10 canvas updates a second per race: the eye needs no more
 BENCH_JSON = ASSETS / "bench.json"
+FRONTIER_JSON = ASSETS / "frontier.json"  # written by python benchmarks/frontier.py
+CACHE_TEXT = {"off": "no cache", "prefix": "prefix cache", "dual": "dual cache"}
+WAITING_HTML = '<div class="dc-race-explain">Measuring what one forward pass costs here…</div>'
 
 
-def race_lanes(mode: str, prompt: str, length: int, cache: str, threshold: float, temperature: float, seed: int):
-    """The contestants: (lane, note) for the chosen mode; models through the registry like the Canvas tab."""
+@dataclass(frozen=True)
+class RaceSetup:
+    """The contestants and what the explanation needs: the AR lane's index (mode "ar"), or the AR
+    twin itself (strategies mode: its step is timed before the race), and the diffusion lane whose
+    projection is shown after the race."""
+
+    lanes: list[Lane]
+    note: str
+    ar_lane: int | None
+    ar_model: Any | None
+    featured: int
+
+
+def race_models() -> list[tuple[str, str]]:
+    """(label, key) of every registered model that has an AR twin to race against."""
+    return [(spec.display_name, spec.key) for spec in registry.list_models() if spec.ar_twin]
+
+
+def load_twin(key: str, fell_back: bool) -> Any:
+    """The AR twin of model ``key`` (of the untrained test model if ``key`` fell back to it)."""
+    spec = registry.get_spec(FALLBACK_MODEL if fell_back else key)
+    if spec.ar_twin is None:
+        names = ", ".join(name for _, name in race_models())
+        raise user_error("model", f"{spec.display_name} has no autoregressive twin to race; choose one of {names}")
+    twin, _ = get_model(spec.ar_twin)
+    if twin.kind != "autoregressive":  # get_model fell back: the twin is a built-in not trained yet
+        raise user_error("model", f"the autoregressive twin {spec.ar_twin} of {spec.display_name} is not trained yet")
+    return twin
+
+
+def race_lanes(mode: str, prompt: str, length: int, cache: str, threshold: float, temperature: float, seed: int,
+               gamma: float = 0.1, model: str | None = None) -> RaceSetup:
+    """The contestants for the chosen mode: the diffusion ``model`` (default: the app's) through the
+    registry like the Canvas tab, and its AR twin as the registry names it (``ModelSpec.ar_twin``)."""
     block = min(32, length)
-    diffusion, note = get_model(default_model_key())
+    key = model or default_model_key()
+    diffusion, note = get_model(key)
+    if diffusion.kind != "diffusion":
+        raise user_error("model", f"{diffusion.name} is autoregressive: choose a diffusion model to race its twin")
     common = {"gen_length": length, "temperature": temperature, "top_p": 0.95 if temperature > 0 else None, "seed": seed}
     threshold_config = SamplerConfig(
         **common, steps=length, block_length=block, strategy="threshold", threshold=threshold,
         cache=None if cache == "off" else cache,
     )
     if mode == "ar":
-        if diffusion.name == registry.load_model(FALLBACK_MODEL).name:
-            from dlm_core.models import tiny_random_model
-
-            ar, ar_note = tiny_random_model(causal=True), ""  # the untrained pair, for tests and toys
-        else:
-            ar, ar_note = get_model("canvas-ar")
-        cache_text = {"off": "no cache", "prefix": "prefix cache", "dual": "dual cache"}[cache]
+        ar = load_twin(key, bool(note))
         lanes = [
             Lane("Autoregressive twin · one token per forward pass (KV cache)", ar, prompt,
                  SamplerConfig(**common, strategy="left_to_right")),
-            Lane(f"Diffusion · confidence threshold {threshold:g}, blocks of {block}, {cache_text}", diffusion, prompt,
-                 threshold_config),
+            Lane(f"Diffusion · confidence threshold {threshold:g}, blocks of {block}, {CACHE_TEXT[cache]}", diffusion,
+                 prompt, threshold_config),
         ]
-        return lanes, note or ar_note
+        return RaceSetup(lanes, note, ar_lane=0, ar_model=ar, featured=1)
     lanes = []
     for name in RACE_STRATEGIES:
         if name == "threshold":
             config = threshold_config
         else:
-            config = SamplerConfig(**common, steps=length, block_length=None, strategy=name)
+            config = SamplerConfig(**common, steps=length, block_length=None, strategy=name, gamma=gamma)
         lanes.append(Lane(f"{STRATEGY_LABELS.get(name, name)} · {name}", diffusion, prompt, config))
-    return lanes, note
+    try:
+        twin = load_twin(key, bool(note))
+    except gr.Error:
+        twin = None  # no AR twin: the lanes race each other without the break-even line
+    return RaceSetup(lanes, note, ar_lane=None, ar_model=twin, featured=RACE_STRATEGIES.index("threshold"))
 
 
-def race_lane_html(lane: Lane, view: RunView, lane_state: LaneState, finish_rank: int | None) -> str:
-    """A lane's header (label, own compute time, NFE, tokens/s, finishing place) and its live canvas."""
+def written_tokens(state) -> int:
+    """Generation slots a lane has written so far."""
+    return int((~state.fixed).sum() - state.masked.sum())
+
+
+def measured_ar_step_ms(setup: RaceSetup, first: list[LaneState]) -> float | None:
+    """Strategies mode: one step of the AR twin, timed on this machine before the race starts (the
+    lanes' clocks have not started, so this does not tilt the race). None with an AR lane or no twin."""
+    if setup.ar_lane is not None or setup.ar_model is None:
+        return None
+    state, lane = first[0].state, setup.lanes[0]
+    try:
+        costs = speed.measure_forward_costs(lane.model, setup.ar_model, int((~state.fixed).sum()),
+                                            prompt_tokens=max(1, int(state.prompt_length)))
+    except ValueError as error:  # e.g. a canvas longer than the twin can read: race without the line
+        log.info("race: no AR step cost (%s)", error)
+        return None
+    return costs.ar_step_ms
+
+
+def lane_verdict(setup: RaceSetup, snapshot: list[LaneState], index: int, ar_step_ms: float | None) -> str:
+    """The live line under diffusion lane ``index``: what a forward costs here vs an AR step, the
+    tokens per pass that break even, what this run does ("" for the AR lane itself)."""
+    if index == setup.ar_lane:
+        return ""
+    lane_state = snapshot[index]
+    cost = speed.lane_cost(lane_state.trace, tokens=written_tokens(lane_state.state))
+    if setup.ar_lane is not None:
+        ar_state = snapshot[setup.ar_lane]
+        ar_cost = speed.lane_cost(ar_state.trace, tokens=written_tokens(ar_state.state))
+        if not (cost.forwards and cost.tokens and ar_cost.forwards and ar_cost.tokens):
+            return WAITING_HTML
+        return break_even_html(speed.race_break_even(cost, ar_cost), forwards=cost.forwards)
+    if ar_step_ms is None:
+        return ""
+    if not (cost.forwards and cost.tokens):
+        return WAITING_HTML
+    verdict = speed.break_even(cost.model_ms_per_forward, ar_step_ms, cost.tokens_per_forward)
+    return break_even_html(verdict, forwards=cost.forwards, ar_label="one step of the AR twin (timed before the race)")
+
+
+def lane_projection(setup: RaceSetup, snapshot: list[LaneState], ar_step_ms: float | None) -> tuple[str, dict | None]:
+    """After the race: the featured diffusion lane's trace re-timed on a large model and GPU (HTML,
+    clearly labelled as a projection) and the projected speed-up figure; ("", None) if it did not finish."""
+    index, lane = setup.featured, setup.lanes[setup.featured]
+    lane_state = snapshot[index]
     state = lane_state.state
-    written = int((~state.fixed).sum() - state.masked.sum())
+    length = int((~state.fixed).sum())
+    against: dict[str, Any] = {}
+    if setup.ar_lane is not None:
+        ar_state = snapshot[setup.ar_lane]
+        against = {"ar_trace": ar_state.trace, "ar_tokens": written_tokens(ar_state.state)}
+    elif ar_step_ms is not None:
+        against = {"ar_ms_per_forward": ar_step_ms}
+    explanation = speed.explain_lane(
+        lane_state.trace, tokens=written_tokens(state), prompt_tokens=max(1, int(state.prompt_length)), length=length,
+        cache=lane.config.cache, block=lane.config.block_length or length, **against,
+    )
+    if not explanation.scenarios:
+        return "", None
+    head = f'<p class="dc-race-projection-lane">For the lane “{html.escape(lane.label)}”:</p>'
+    return head + projection_html(explanation.scenarios), speedup_figure(explanation.curves, explanation.run_point)
+
+
+def race_lane_html(lane: Lane, view: RunView, lane_state: LaneState, finish_rank: int | None, verdict: str = "") -> str:
+    """A lane's header (label, own compute time, NFE, tokens/s, finishing place), its live
+    break-even line (``verdict``) and its live canvas."""
+    state = lane_state.state
+    written = written_tokens(state)
     seconds = lane_state.seconds
     rate = written / seconds if seconds > 0 else 0.0
     place = ""
@@ -80,31 +193,8 @@ def race_lane_html(lane: Lane, view: RunView, lane_state: LaneState, finish_rank
     canvas = canvas_html(view, titles=False)
     return (
         f'<div class="dc-race-lane"><div class="dc-race-head">{place}<b>{html.escape(lane.label)}</b></div>'
-        f'<div class="dc-race-stats">{html.escape(stats)}</div>{canvas}</div>'
+        f'<div class="dc-race-stats">{html.escape(stats)}</div>{verdict}{canvas}</div>'
     )
-
-
-def bench_figure(rows: list[dict], title: str) -> dict:
-    """Median wall time vs generation length, one line per method (log-log)."""
-    methods: dict[str, list[tuple[int, float]]] = {}
-    for row in rows:
-        methods.setdefault(row["method"], []).append((row["length"], row["median_s"]))
-    data = [
-        {"type": "scatter", "mode": "lines+markers", "name": method, "x": [p[0] for p in points],
-         "y": [p[1] for p in points], "hovertemplate": "%{x} tokens: %{y:.2f} s<extra>" + html.escape(method) + "</extra>"}
-        for method, points in methods.items()
-    ]
-    layout = {
-        "title": {"text": title, "font": {"size": 14}},
-        "xaxis": {"title": {"text": "generated tokens"}, "type": "log"},
-        "yaxis": {"title": {"text": "seconds (median)"}, "type": "log"},
-        "margin": {"l": 60, "r": 10, "t": 40, "b": 50},
-        "height": 340,
-        "legend": {"orientation": "h", "y": -0.25},
-        "paper_bgcolor": "rgba(0,0,0,0)",
-        "plot_bgcolor": "rgba(0,0,0,0)",
-    }
-    return {"data": data, "layout": layout}
 
 
 def stored_bench_plot() -> PlotData | None:
@@ -112,6 +202,25 @@ def stored_bench_plot() -> PlotData | None:
         return None
     report = json.loads(BENCH_JSON.read_text(encoding="utf-8"))
     return plot(bench_figure(report["rows"], f"Measured by python -m dlm_core.bench on {report['machine']}"))
+
+
+FRONTIER_HOW_TO_READ = (
+    "Each dot is one way of decoding: further **right** means more tokens written per pass through the "
+    "network (faster), further **down** means text the autoregressive twin finds more natural (better). "
+    "A model trained for parallel decoding moves right without moving up."
+)
+
+
+def stored_frontier() -> tuple[PlotData | None, str]:
+    """(the measured frontier chart, the sentence under it); (None, a one-line note) if there is none."""
+    if not FRONTIER_JSON.is_file():
+        return None, "No measured frontier yet: `python benchmarks/frontier.py` writes it (README)."
+    try:
+        figure = frontier_dict(json.loads(FRONTIER_JSON.read_text(encoding="utf-8")))
+    except (ValueError, TypeError, KeyError) as error:  # a broken file must not stop the app
+        log.warning("assets/frontier.json: %s", error)
+        return None, f"The stored frontier could not be read ({html.escape(str(error))}); rerun `python benchmarks/frontier.py`."
+    return plot(figure), FRONTIER_HOW_TO_READ + " Measured by `python benchmarks/frontier.py`."
 
 
 def create_ui() -> dict[str, Any]:
@@ -122,21 +231,33 @@ def create_ui() -> dict[str, Any]:
         "The **autoregressive twin** (same size, same data) writes one token per pass through the network. "
         "The **diffusion model** may commit several tokens per pass when it is confident enough, and a "
         "**cache** lets it skip recomputing text that has not changed. Both run on this machine in turns, "
-        "each timed on its own clock, so the lane that finishes first is the one that would finish first alone."
+        "each timed on its own clock, so the lane that finishes first is the one that would finish first alone. "
+        "Under each diffusion lane: what one of its passes costs here compared with one step of the twin, "
+        "so how many tokens per pass it needs to win, and how many it writes."
     )
+    models = race_models()
+    keys = [key for _, key in models]
     with gr.Row():
         c["prompt"] = gr.Textbox("ROMEO:\n", label="Prompt", lines=2, max_lines=6, scale=3,
                                  info="Both contestants continue this text.")
         c["mode"] = gr.Radio(
-            [("Autoregressive twin vs diffusion", "ar"), ("Four diffusion strategies", "strategies")],
+            [("Autoregressive twin vs diffusion", "ar"), ("Five diffusion strategies", "strategies")],
             value="ar", label="What races", scale=2,
             info="Strategies mode shows the different unmasking orders side by side.",
         )
+        c["model"] = gr.Dropdown(
+            models, value=default_model_key() if default_model_key() in keys else keys[0], label="Diffusion model",
+            scale=2, info="Each races its autoregressive twin (same data, tokenizer and size).",
+        )
+    gamma = TABLE["gamma"]
     with gr.Row():
         c["length"] = named_field(gr.Slider, "race-length", 16, 512, value=128, step=16, label="Length",
                              info="Tokens each contestant writes.")
         c["threshold"] = named_field(gr.Slider, "race-threshold", 0.05, 1.0, value=0.5, step=0.05, label="Threshold",
                                    info="Diffusion commits every token it is at least this sure of (at least one per pass).")
+        c["gamma"] = named_field(gr.Slider, "race-gamma", gamma.widget.low, gamma.widget.high, value=gamma.widget.value,
+                                 step=gamma.widget.step, label=gamma.label, visible=False,
+                                 info=gamma.widget.info + " (the entropy_bound lane)")
         c["cache"] = gr.Radio(CACHE_CHOICES, value="dual", label="Diffusion cache",
                               info="Reuse the network's work on unchanged text (approximate; refreshed every block).")
         c["temperature"] = named_field(gr.Slider, "race-temperature", 0.0, 2.0, value=1.0, step=0.1, label="Temperature",
@@ -156,6 +277,11 @@ def create_ui() -> dict[str, Any]:
                 heat = gr.Plot(visible=False, show_label=False)
             c["lanes"].append((column, lane))
             c["heats"].append(heat)
+    with gr.Accordion("What if this were an 8B model on a data-centre GPU? (a projection, not a measurement)",
+                      open=False, visible=False) as explain_box:
+        c["projection"] = gr.HTML("")
+        c["speedup_plot"] = gr.Plot(show_label=False)
+    c["explain_box"] = explain_box
     with gr.Accordion("Time vs generation length", open=True):
         c["bench_plot"] = gr.Plot(stored_bench_plot(), show_label=False)
         with gr.Row():
@@ -166,33 +292,45 @@ def create_ui() -> dict[str, Any]:
             if BENCH_JSON.is_file()
             else "No stored benchmark yet: press “Measure here” to time both on this machine now."
         )
+    with gr.Accordion("How many tokens per pass, at what quality?", open=True):
+        frontier_plot, frontier_note = stored_frontier()
+        c["frontier_plot"] = gr.Plot(frontier_plot, show_label=False, visible=frontier_plot is not None)
+        c["frontier_note"] = gr.Markdown(frontier_note)
     return c
 
 
 def create_events(c: dict[str, Any]) -> None:
-    """Start (streams every lane), Stop, and Measure here."""
-    inputs = [c["prompt"], c["mode"], c["length"], c["threshold"], c["cache"], c["temperature"], c["seed"]]
+    """Start (streams every lane), Stop, Measure here, and the mode showing its own settings."""
+    inputs = [c["prompt"], c["mode"], c["length"], c["threshold"], c["cache"], c["temperature"], c["seed"],
+              c["gamma"], c["model"]]
     columns = [column for column, _ in c["lanes"]]
     lane_html = [lane for _, lane in c["lanes"]]
 
     @guarded
-    def start(prompt, mode, length, threshold, cache, temperature, seed):
+    def start(prompt, mode, length, threshold, cache, temperature, seed, gamma, model):
         # The inputs arrive unprocessed (``preprocess=False``): each is checked by its widget here.
-        raw = (prompt, mode, length, threshold, cache, temperature, seed)
-        prompt, mode, length, threshold, cache, temperature, seed = (
+        raw = (prompt, mode, length, threshold, cache, temperature, seed, gamma, model)
+        prompt, mode, length, threshold, cache, temperature, seed, gamma, model = (
             read_input(component, value) for component, value in zip(inputs, raw, strict=True)
         )
         if not isinstance(prompt, str) or len(prompt) > MAX_PROMPT_CHARS:
             raise user_error("prompt", f"must be text of at most {MAX_PROMPT_CHARS} characters")
-        lanes, note = race_lanes(mode, prompt, int(length), cache, float(threshold), float(temperature), int(seed or 0))
+        setup = race_lanes(mode, prompt, int(length), cache, float(threshold), float(temperature), int(seed or 0),
+                           float(gamma), model)
+        lanes = setup.lanes
         views = [RunView.for_model(lane.model, lane.prompt, lane.config, label=lane.label) for lane in lanes]
         snapshots = race(lanes)
         finish: list[int] = []
         last_sent = 0.0
+        ar_step_ms: float | None = None
         visible_updates = [gr.update(visible=i < len(lanes)) for i in range(RACE_LANES)]
         hidden_heats = [gr.update(visible=False) for _ in range(RACE_LANES)]
+        note_html = model_note_html(lanes[-1].model, setup.note) if setup.note else ""
         started = time.monotonic()
-        for snapshot in snapshots:
+        snapshot: list[LaneState] = []
+        for count, snapshot in enumerate(snapshots):
+            if count == 0:
+                ar_step_ms = measured_ar_step_ms(setup, snapshot)  # before any lane's clock runs
             for index, (view, lane_state) in enumerate(zip(views, snapshot, strict=True)):
                 if lane_state.state.step == len(view.states):
                     view.add(lane_state.state)
@@ -205,14 +343,23 @@ def create_events(c: dict[str, Any]) -> None:
             if now - last_sent >= RACE_FRAME_SECONDS or len(finish) == len(lanes):
                 last_sent = now
                 htmls = [
-                    race_lane_html(lane, view, lane_state, finish.index(i) if i in finish else None)
+                    race_lane_html(lane, view, lane_state, finish.index(i) if i in finish else None,
+                                   lane_verdict(setup, snapshot, i, ar_step_ms))
                     for i, (lane, view, lane_state) in enumerate(zip(lanes, views, snapshot, strict=True))
                 ]
                 htmls += [gr.update() for _ in range(RACE_LANES - len(lanes))]
-                yield [model_note_html(lanes[-1].model, note) if note else "", *visible_updates, *htmls, *hidden_heats]
+                hide_projection = [gr.update(visible=False, open=False), gr.update(), gr.update()] if count == 0 else [
+                    gr.update()] * 3
+                yield [note_html, *visible_updates, *htmls, *hidden_heats, *hide_projection]
         heats = [gr.update(value=plot(heatmap_dict(view)), visible=True) for view in views]
         heats += [gr.update(visible=False) for _ in range(RACE_LANES - len(views))]
-        yield [gr.update(), *[gr.update() for _ in columns], *[gr.update() for _ in lane_html], *heats]
+        projection, figure = lane_projection(setup, snapshot, ar_step_ms)
+        explained = [gr.update(visible=bool(projection)), projection,
+                     plot(figure) if figure is not None else gr.update()]
+        yield [gr.update(), *[gr.update() for _ in columns], *[gr.update() for _ in lane_html], *heats, *explained]
+
+    def mode_changed(mode: str):
+        return gr.update(visible=mode == "strategies")  # gamma only steers the strategies' entropy_bound lane
 
     @guarded
     def measure():
@@ -233,12 +380,13 @@ def create_events(c: dict[str, Any]) -> None:
                 rows.append({"length": length, "method": method, "median_s": seconds})
         return plot(bench_figure(rows, "Measured here just now (one run per point)")), "Measured on this machine just now."
 
-    outputs = [c["note"], *columns, *lane_html, *c["heats"]]
+    outputs = [c["note"], *columns, *lane_html, *c["heats"], c["explain_box"], c["projection"], c["speedup_plot"]]
     event = c["go"].click(
         start, inputs, outputs, api_name="race", preprocess=False,
         concurrency_limit=INFERENCE_CONCURRENCY, concurrency_id="inference",
     )
     c["stop"].click(None, None, None, cancels=[event])
+    c["mode"].change(mode_changed, [c["mode"]], [c["gamma"]], queue=False, show_progress="hidden",
+                     api_visibility="private")
     c["measure"].click(measure, None, [c["bench_plot"], c["bench_note"]], api_name="measure",
                        concurrency_limit=INFERENCE_CONCURRENCY, concurrency_id="inference")
-

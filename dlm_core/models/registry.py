@@ -92,16 +92,35 @@ LLADA_1_5 = replace(
     description="LLaDA 8B Instruct further aligned with variance-reduced preference optimisation (VRPO).",
 )
 
+CANVAS_DIFFUSION = ModelSpec(
+    key="canvas-diffusion",
+    display_name="Canvas diffusion (built-in)",
+    repo_id="assets/canvas-diffusion",
+    family="canvas",
+    description="Our small masked-diffusion model trained on Shakespeare; runs anywhere, no download.",
+    params_b=0.006,
+    download_gb=0.0,
+    ar_twin="canvas-ar",
+)
+# The same model further trained to commit many tokens per pass (``dlm_core.distill``): listed only
+# once its folder holds a trained model, so a checkout without it shows no dead entry.
+CANVAS_PARALLEL = replace(
+    CANVAS_DIFFUSION,
+    key="canvas-parallel",
+    display_name="Shakespeare, parallel-trained (5.9M)",
+    repo_id="assets/canvas-parallel",
+    description="canvas-diffusion trained further to write many tokens per pass (certainty-forcing "
+    "self-distillation, see its model card); same size, tokenizer and AR twin.",
+)
+
+def trained_builtins(specs: tuple[ModelSpec, ...], assets: Path = ASSETS_DIR) -> tuple[ModelSpec, ...]:
+    """The built-in ``specs`` whose folder under ``assets`` holds a trained model (a config.json)."""
+    return tuple(spec for spec in specs if (assets / Path(spec.repo_id).name / "config.json").is_file())
+
+
 _SPECS = (
-    ModelSpec(
-        key="canvas-diffusion",
-        display_name="Canvas diffusion (built-in)",
-        repo_id="assets/canvas-diffusion",
-        family="canvas",
-        description="Our small masked-diffusion model trained on Shakespeare; runs anywhere, no download.",
-        params_b=0.006,
-        download_gb=0.0,
-    ),
+    CANVAS_DIFFUSION,
+    *trained_builtins((CANVAS_PARALLEL,)),
     ModelSpec(
         key="canvas-ar",
         display_name="Canvas autoregressive twin (built-in)",
@@ -117,6 +136,16 @@ _SPECS = (
         repo_id="",
         family="canvas",
         description="A 2-layer random model over characters: noise, but it exercises every code path in milliseconds.",
+        params_b=0.0001,
+        download_gb=0.0,
+        ar_twin="tiny-random-ar",
+    ),
+    ModelSpec(
+        key="tiny-random-ar",
+        display_name="tiny-random-ar (untrained, for tests)",
+        repo_id="",
+        family="canvas",
+        description="The causal twin of tiny-random (same alphabet and size): the AR lane of test races.",
         params_b=0.0001,
         download_gb=0.0,
     ),
@@ -207,8 +236,8 @@ _key_locks: dict[tuple[str, str, str], threading.Lock] = {}
 
 
 def _load_builtin(spec: ModelSpec, device: torch.device) -> ModelAdapter:
-    if spec.key == "tiny-random":
-        return tiny_random_model()
+    if spec.key in ("tiny-random", "tiny-random-ar"):
+        return tiny_random_model(causal=spec.key == "tiny-random-ar")
     folder = ASSETS_DIR / Path(spec.repo_id).name
     if not (folder / "config.json").is_file():
         raise ModelUnavailableError(

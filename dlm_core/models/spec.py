@@ -23,6 +23,8 @@ class ModelSpec:
     against them). ``shift``: the raw logits at i-1 predict token i (Dream). ``chat_template``: wrap
     prompts with the tokenizer's chat template (``fallback_chat_template`` if it has none).
     ``wrap_special_tokens``: masked LMs only, feed ``[CLS] canvas [SEP]`` (see ``MaskedLMAdapter``).
+    ``ar_twin``: the registry key of the autoregressive model this diffusion model races against
+    (same data, tokenizer and size; None = it has no twin, so the Race tab cannot race it).
     """
 
     key: str
@@ -41,6 +43,7 @@ class ModelSpec:
     max_length: int | None = None
     wrap_special_tokens: bool = False
     fallback_chat_template: str | None = None
+    ar_twin: str | None = None
 
     @property
     def builtin(self) -> bool:

@@ -1,0 +1,163 @@
+"""The Race tab's pieces without a server: which models race (the registry's AR twins), the live
+break-even line under each diffusion lane, the projection after the race, the frontier chart (or its
+note), and the gamma control of the entropy_bound strategy."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from dlm_core.models import registry
+from dlm_core.race import race
+from dlm_core.sampler import SamplerConfig
+from dlm_core.sampler.config import SETTINGS
+from ui import canvas_tab, race_tab
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def finished(setup: race_tab.RaceSetup):
+    """Every snapshot of a race, run to the end."""
+    return list(race(setup.lanes))
+
+
+# -- the AR twin comes from the registry ---------------------------------------------------------
+
+
+def test_every_raceable_model_names_a_registered_autoregressive_twin():
+    assert registry.get_spec("canvas-diffusion").ar_twin == "canvas-ar"
+    assert registry.get_spec("tiny-random").ar_twin == "tiny-random-ar"
+    assert registry.load_model("tiny-random-ar").kind == "autoregressive"
+    for _, key in race_tab.race_models():
+        twin = registry.get_spec(registry.get_spec(key).ar_twin)
+        assert twin.key in registry.REGISTRY and twin.ar_twin is None
+    assert "llada-8b-instruct" not in [key for _, key in race_tab.race_models()]  # no twin, not raceable
+
+
+def test_parallel_model_is_listed_only_once_its_folder_holds_a_model(tmp_path):
+    spec = registry.CANVAS_PARALLEL
+    assert spec.ar_twin == "canvas-ar" and spec.display_name == "Shakespeare, parallel-trained (5.9M)"
+    assert registry.trained_builtins((spec,), tmp_path) == ()
+    (tmp_path / "canvas-parallel").mkdir()
+    assert registry.trained_builtins((spec,), tmp_path) == ()  # an empty folder is not a model
+    (tmp_path / "canvas-parallel" / "config.json").write_text("{}")
+    assert registry.trained_builtins((spec,), tmp_path) == (spec,)
+
+
+def test_ar_race_uses_the_twin_from_the_registry():
+    setup = race_tab.race_lanes("ar", "Hi", 16, "dual", 0.5, 0.0, 1, model="tiny-random")
+    ar, diffusion = (lane.model for lane in setup.lanes)
+    assert ar.kind == "autoregressive" and ar.name.startswith("tiny-random-ar")
+    assert diffusion.kind == "diffusion" and setup.ar_lane == 0 and setup.featured == 1
+
+
+def test_a_model_without_twin_cannot_race_its_twin():
+    with pytest.raises(Exception, match="no autoregressive twin"):
+        race_tab.load_twin("llada-8b-instruct", fell_back=False)
+
+
+def test_strategies_race_includes_entropy_bound_with_the_chosen_gamma():
+    setup = race_tab.race_lanes("strategies", "Hi", 16, "off", 0.5, 0.0, 1, gamma=2.5, model="tiny-random")
+    strategies = [lane.config.strategy for lane in setup.lanes]
+    assert strategies == list(race_tab.RACE_STRATEGIES) and "entropy_bound" in strategies
+    assert len(setup.lanes) <= race_tab.RACE_LANES
+    assert setup.lanes[strategies.index("entropy_bound")].config.gamma == 2.5
+    assert setup.ar_lane is None and setup.ar_model.kind == "autoregressive"
+
+
+# -- the race explains itself --------------------------------------------------------------------
+
+
+def numbers(line: str) -> tuple[float, float]:
+    """(tokens per pass needed, tokens per pass achieved) from a break-even line."""
+    needed = float(re.search(r"needs ≥ ([\d.]+) tokens per pass", line).group(1))
+    achieved = float(re.search(r"this run does ([\d.]+)", line).group(1))
+    return needed, achieved
+
+
+def test_live_line_under_the_diffusion_lane_matches_the_race_clock():
+    setup = race_tab.race_lanes("ar", "Hi", 32, "dual", 0.5, 0.0, 3, model="tiny-random")
+    snapshots = finished(setup)
+    assert race_tab.lane_verdict(setup, snapshots[0], 1, None) == race_tab.WAITING_HTML  # no forward yet
+    last = snapshots[-1]
+    assert race_tab.lane_verdict(setup, last, 0, None) == ""  # the AR lane is the yardstick
+    line = race_tab.lane_verdict(setup, last, 1, None)
+    assert "dc-race-explain" in line and ("ahead" in line) != ("behind" in line)
+    ar, diffusion = last
+    achieved = race_tab.written_tokens(diffusion.state) / diffusion.state.nfe
+    ar_ms = ar.seconds / race_tab.written_tokens(ar.state)  # an AR lane writes one token per forward
+    needed = (diffusion.seconds / diffusion.state.nfe) / ar_ms
+    assert numbers(line) == (pytest.approx(needed, abs=0.051), pytest.approx(achieved, abs=0.051))
+    # ahead exactly when the diffusion lane's own clock beat the AR lane's
+    assert ("ahead" in line) == (diffusion.seconds < ar.seconds)
+
+
+def test_strategies_lines_compare_with_the_twin_timed_before_the_race():
+    setup = race_tab.race_lanes("strategies", "Hi", 16, "off", 0.5, 0.0, 1, model="tiny-random")
+    snapshots = finished(setup)
+    ar_ms = race_tab.measured_ar_step_ms(setup, snapshots[0])
+    assert ar_ms is not None and ar_ms > 0
+    for index in range(len(setup.lanes)):
+        line = race_tab.lane_verdict(setup, snapshots[-1], index, ar_ms)
+        assert "timed before the race" in line and "tokens per pass" in line
+    assert race_tab.lane_verdict(setup, snapshots[-1], 0, None) == ""  # no twin measured: no line
+
+
+def test_projection_after_the_race_is_labelled_and_has_its_figure():
+    setup = race_tab.race_lanes("ar", "Hi", 32, "dual", 0.5, 0.0, 3, model="tiny-random")
+    snapshots = finished(setup)
+    text, figure = race_tab.lane_projection(setup, snapshots[-1], None)
+    assert "Projection, not a measurement" in text and "H100" in text and "dc-race-projection" in text
+    assert setup.lanes[1].label in text
+    assert any(trace["name"] == "this run" for trace in figure["data"])
+    assert race_tab.lane_projection(setup, snapshots[0], None) == ("", None)  # nothing written: no projection
+
+
+def test_lane_html_carries_the_live_line():
+    setup = race_tab.race_lanes("ar", "Hi", 16, "off", 0.5, 0.0, 1, model="tiny-random")
+    snapshots = finished(setup)
+    lane, state = setup.lanes[1], snapshots[-1][1]
+    view = race_tab.RunView.for_model(lane.model, lane.prompt, lane.config, label=lane.label)
+    line = race_tab.lane_verdict(setup, snapshots[-1], 1, None)
+    markup = race_tab.race_lane_html(lane, view, state, 0, line)
+    assert line in markup and "finished first" in markup
+
+
+# -- the frontier chart --------------------------------------------------------------------------
+
+
+def test_frontier_chart_or_a_one_line_note(tmp_path, monkeypatch):
+    monkeypatch.setattr(race_tab, "FRONTIER_JSON", tmp_path / "frontier.json")
+    figure, note = race_tab.stored_frontier()
+    assert figure is None and "python benchmarks/frontier.py" in note and "\n" not in note
+    (tmp_path / "frontier.json").write_text("{not json")
+    figure, note = race_tab.stored_frontier()
+    assert figure is None and "could not be read" in note
+    rows = [{"model": "m", "setting": "s", "tokens_per_forward": k, "gen_ppl_under_ar": 10.0 + k} for k in (1, 2)]
+    (tmp_path / "frontier.json").write_text(json.dumps({"rows": rows}))
+    figure, note = race_tab.stored_frontier()
+    assert figure is not None and "right" in note and "down" in note
+    assert json.loads(figure.plot)["data"][0]["x"] == [1, 2]
+
+
+# -- the gamma control ---------------------------------------------------------------------------
+
+
+def test_gamma_widget_lies_inside_the_samplers_range():
+    spec = SETTINGS["gamma"]
+    assert spec.widget is not None and spec.label == "Entropy budget γ"
+    assert spec.low <= spec.widget.low < spec.widget.high <= spec.high
+    assert SamplerConfig(strategy="entropy_bound", gamma=spec.widget.high).gamma == spec.widget.high
+    assert spec.widget.value == SamplerConfig().gamma  # the widget starts where the sampler does
+
+
+def test_gamma_control_is_shown_for_entropy_bound_only():
+    handlers = canvas_tab.make_handlers(canvas_tab.CanvasUI())
+    gamma_index = 3  # steps, threshold, factor, gamma, ... (the outputs of ui.strategy.change)
+    shown = {name: handlers["strategy_changed"](name)[gamma_index]["visible"]
+             for name in ("entropy_bound", "threshold", "low_confidence", "factor")}
+    assert shown == {"entropy_bound": True, "threshold": False, "low_confidence": False, "factor": False}
+    updates = handlers["strategy_changed"]("entropy_bound")
+    assert updates[6]["visible"] is False  # "no extra settings" hidden: gamma is one
