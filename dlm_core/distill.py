@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from .models.builtin import BUILTIN_ORDER_TEMPERATURE, load_canvas
 from .models.canvas_lm import CanvasLM
 from .sampler.config import SamplerConfig
-from .sampler.denoise import denoise_batch
+from .sampler.loop import denoise_batch
 from .sampler.prompt import canvas_prompt
 from .train import diffusion_loss, export, learning_rate, load_tokenizer, sample_batch
 

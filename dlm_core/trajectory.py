@@ -52,7 +52,8 @@ from typing import Any
 
 import numpy as np
 
-from .sampler import ConfigError, EncodedPrompt, SamplerConfig, denoise, prompt_text
+from . import sampler
+from .sampler import ConfigError, EncodedPrompt, SamplerConfig, prompt_text
 from .state import TOPK, Blank, RunInfo, StepState, step_state
 
 SCHEMA_VERSION = "diffusion-canvas/trajectory/1"
@@ -290,7 +291,8 @@ class TrajectoryBuilder:
 def record(model, prompt: str | EncodedPrompt, config: SamplerConfig | None = None) -> Trajectory:
     """Run ``denoise`` to the end and return the recorded ``Trajectory``."""
     config = SamplerConfig() if config is None else config
-    return TrajectoryBuilder(model, prompt, config).extend(denoise(model, prompt, config)).build()
+    # ``sampler.denoise`` loads the torch loop on first use: reading and writing trajectories needs no torch.
+    return TrajectoryBuilder(model, prompt, config).extend(sampler.denoise(model, prompt, config)).build()
 
 
 # -- serialisation helpers ------------------------------------------------------------------------

@@ -96,9 +96,9 @@ GRAPH = import_graph()
 
 def test_the_graph_sees_the_known_edges():
     """Guards the parser itself: these imports exist today, so an empty graph cannot pass the rest."""
-    assert "dlm_core.sampler.denoise" in GRAPH["dlm_core.sampler"]
+    assert "dlm_core.sampler.config" in GRAPH["dlm_core.sampler"]
     assert "dlm_core.models.hub" in GRAPH["dlm_core.models.registry"]  # ``from . import hub``
-    assert {"dlm_core.state", "torch"} <= GRAPH["dlm_core.sampler.denoise"]
+    assert {"dlm_core.state", "torch"} <= GRAPH["dlm_core.sampler.loop"]
     assert "plotly" in GRAPH["dlm_core.viz.export"]  # a function-level import is seen too
 
 
@@ -179,17 +179,22 @@ def test_sampler_config_needs_no_torch_code():
     code; the config's own imports reach neither torch nor the strategies."""
     reached = reach("dlm_core.sampler.config")
     assert "torch" not in reached and "dlm_core.sampler.strategies" not in reached, sorted(reached)
-    assert "torch" in reach("dlm_core.sampler.denoise")  # the helper does follow imports
+    assert "torch" in reach("dlm_core.sampler.loop")  # the helper does follow imports
 
 
-def test_the_display_layer_loads_without_torch():
-    """What the import graph promises, checked in a fresh interpreter: viz and state need numpy only."""
+def test_records_and_display_load_without_torch():
+    """What the import graph promises, checked in a fresh interpreter: the trajectory, viz, state and
+    the sampler's settings and prompts need numpy only; the first use of a loop name (``denoise``,
+    loaded lazily by ``dlm_core.sampler``) is what brings torch in."""
     viz = sorted(m for m in GRAPH if m == "dlm_core.viz" or m.startswith("dlm_core.viz."))
+    light = ["dlm_core", "dlm_core.state", "dlm_core.sampler.config", "dlm_core.sampler.prompt", "dlm_core.trajectory"]
     code = (
         "import importlib, sys\n"
-        f"for name in {['dlm_core', 'dlm_core.state', *viz]!r}: importlib.import_module(name)\n"
+        f"for name in {light + viz!r}: importlib.import_module(name)\n"
         "heavy = sorted({'torch', 'transformers', 'gradio'} & set(sys.modules))\n"
         "assert not heavy, heavy\n"
+        "from dlm_core.sampler import denoise, loop\n"
+        "assert 'torch' in sys.modules and denoise is loop.denoise, 'the check cannot see torch load'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -1,13 +1,11 @@
 """Fast-dLLM caches: exact when the cache is fresh, refreshed at block boundaries, honest fallbacks."""
 
-import importlib
-
 import numpy as np
 import pytest
 import torch
 
 from dlm_core.models import tiny_random_model
-from dlm_core.sampler import SamplerConfig, denoise, denoise_batch, run_to_end
+from dlm_core.sampler import SamplerConfig, denoise, denoise_batch, loop, run_to_end
 from dlm_core.sampler.cache import CachedForward
 
 
@@ -28,8 +26,7 @@ def cached_forwards(monkeypatch):
             super().__init__(*args, **kwargs)
             made.append(self)
 
-    # ``dlm_core.sampler.denoise`` the attribute is the function; the module is what builds the cache.
-    monkeypatch.setattr(importlib.import_module("dlm_core.sampler.denoise"), "CachedForward", Recorded)
+    monkeypatch.setattr(loop, "CachedForward", Recorded)  # the loop module builds the cache
     return made
 
 

@@ -4,7 +4,7 @@ LLaDA's generate(), Dream's _sample, Fast-dLLM's threshold decoding and greedy A
 The reference loops below are written from the papers' published algorithms with plain Python
 loops and their own random draws. Two documented conventions of ours are mirrored on purpose:
 the mask token's logit is set to -inf (a masked LM never proposes [MASK]), and the RNG draw order
-(``dlm_core.sampler.denoise`` module docstring): per step, Gumbel uniforms of shape
+(``dlm_core.sampler.loop`` module docstring): per step, Gumbel uniforms of shape
 (1, block, vocab) in float64 when T > 0, then, for ``random``, uniforms of shape (1, block) in float64.
 """
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dlm_core.sampler import STRATEGIES, SamplerConfig, StepContext, allocate_steps, num_transfer_tokens, split_blocks
-from dlm_core.sampler.denoise import gumbel_argmax, remask_positions, truncate
+from dlm_core.sampler.loop import gumbel_argmax, remask_positions, truncate
 from dlm_core.sampler.schedule import dream_timesteps, llada_count
 from dlm_core.sampler.strategies import top_k_mask
 
