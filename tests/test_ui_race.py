@@ -53,6 +53,16 @@ def test_ar_race_uses_the_twin_from_the_registry():
     assert diffusion.kind == "diffusion" and setup.ar_lane == 0 and setup.featured == 1
 
 
+def test_race_starts_with_the_configured_model_else_the_parallel_trained_one(monkeypatch):
+    assert race_tab.default_race_model() == "tiny-random"  # conftest's DIFFUSION_CANVAS_MODEL
+    monkeypatch.setenv("DIFFUSION_CANVAS_MODEL", "")
+    raceable = [key for _, key in race_tab.race_models()]
+    expected = "canvas-parallel" if "canvas-parallel" in raceable else registry.DEFAULT_MODEL
+    assert race_tab.default_race_model() == expected
+    monkeypatch.setattr(race_tab, "race_models", lambda: [("x", "tiny-random")])
+    assert race_tab.default_race_model() == "tiny-random"  # neither installed: the first raceable
+
+
 def test_a_model_without_twin_cannot_race_its_twin():
     with pytest.raises(Exception, match="no autoregressive twin"):
         race_tab.load_twin("llada-8b-instruct", fell_back=False)
@@ -123,6 +133,15 @@ def test_lane_html_carries_the_live_line():
     line = race_tab.lane_verdict(setup, snapshots[-1], 1, None)
     markup = race_tab.race_lane_html(lane, view, state, 0, line)
     assert line in markup and "finished first" in markup
+
+
+def test_measure_here_times_the_chosen_model_and_its_twin():
+    figure, note = race_tab.measure_here("tiny-random")
+    lines = {trace["name"]: trace for trace in figure["data"]}
+    assert set(lines) == {"ar+kv", "thr+dual"} and "tiny-random" in figure["layout"]["title"]["text"]
+    for trace in lines.values():
+        assert trace["x"] == list(race_tab.MEASURE_LENGTHS) and all(seconds > 0 for seconds in trace["y"])
+    assert "just now" in note
 
 
 # -- the frontier chart --------------------------------------------------------------------------

@@ -11,12 +11,13 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
 from gradio.components.plot import PlotData
 
-from dlm_core import speed
+from dlm_core import bench, speed
 from dlm_core.models import registry
 from dlm_core.race import Lane, LaneState, race
 from dlm_core.sampler import SamplerConfig
@@ -42,6 +43,9 @@ RACE_FRAME_SECONDS = 0.1  # at most ~10 canvas updates a second per race: the ey
 BENCH_JSON = ASSETS / "bench.json"
 FRONTIER_JSON = ASSETS / "frontier.json"  # written by python benchmarks/frontier.py
 CACHE_TEXT = {"off": "no cache", "prefix": "prefix cache", "dual": "dual cache"}
+PREFERRED_RACE_MODEL = "canvas-parallel"
+# The race's starting settings, in one place (the benchmark's frontier says where diffusion can win).
+RACE_DEFAULTS = {"length": 128, "threshold": 0.5, "cache": "dual", "temperature": 1.0, "gamma": 1.0, "seed": 0}
 WAITING_HTML = '<div class="dc-race-explain">Measuring what one forward pass costs here…</div>'
 
 
@@ -63,6 +67,21 @@ def race_models() -> list[tuple[str, str]]:
     return [(spec.display_name, spec.key) for spec in registry.list_models() if spec.ar_twin]
 
 
+def default_race_model() -> str:
+    """The diffusion model a race starts with: the server's model when it was chosen (the
+    environment names one with a twin, e.g. tiny-random in tests), else the parallel-trained model
+    when it is installed (it commits the most tokens per pass: the race's fairest chance to show a
+    diffusion win), else the registry's default."""
+    keys = [key for _, key in race_models()]
+    configured = default_model_key()
+    if configured != registry.DEFAULT_MODEL and configured in keys:
+        return configured
+    for key in (PREFERRED_RACE_MODEL, registry.DEFAULT_MODEL):
+        if key in keys:
+            return key
+    return keys[0]
+
+
 def load_twin(key: str, fell_back: bool) -> Any:
     """The AR twin of model ``key`` (of the untrained test model if ``key`` fell back to it)."""
     spec = registry.get_spec(FALLBACK_MODEL if fell_back else key)
@@ -76,7 +95,7 @@ def load_twin(key: str, fell_back: bool) -> Any:
 
 
 def race_lanes(mode: str, prompt: str, length: int, cache: str, threshold: float, temperature: float, seed: int,
-               gamma: float = 0.1, model: str | None = None) -> RaceSetup:
+               gamma: float = RACE_DEFAULTS["gamma"], model: str | None = None) -> RaceSetup:
     """The contestants for the chosen mode: the diffusion ``model`` (default: the app's) through the
     registry like the Canvas tab, and its AR twin as the registry names it (``ModelSpec.ar_twin``)."""
     block = min(32, length)
@@ -204,6 +223,30 @@ def stored_bench_plot() -> PlotData | None:
     return plot(bench_figure(report["rows"], f"Measured by python -m dlm_core.bench on {report['machine']}"))
 
 
+MEASURE_LENGTHS = (32, 64, 128)
+MEASURE_PROMPT = "ROMEO:\n"
+
+
+def measure_here(model: str) -> tuple[dict, str]:
+    """Time ``model`` (threshold 0.5 + dual cache, the benchmark's ``thr+dual``) and its AR twin
+    (``ar+kv``) on this machine now, at ``MEASURE_LENGTHS``: one warm-up run each, then one timed run
+    per point (``dlm_core.bench``'s own settings and timer). (figure, note)."""
+    diffusion, note = get_model(model)
+    if note:
+        raise user_error("model", "the built-in models are not trained yet, so there is nothing meaningful to time")
+    ar = load_twin(model, fell_back=False)
+    settings = SimpleNamespace(block=32, threshold=0.5, temperature=0.0, seed=0)
+    rows = []
+    for length in MEASURE_LENGTHS:
+        for method in ("ar+kv", "thr+dual"):
+            decoder, config = (ar if method == "ar+kv" else diffusion), bench.method_config(method, length, settings)
+            bench.warm_up(decoder, MEASURE_PROMPT, config)  # the first run pays one-time costs
+            _, seconds = bench.timed_median(decoder, MEASURE_PROMPT, config, repeats=1)
+            rows.append({"length": length, "method": method, "median_s": seconds})
+    title = f"{diffusion.name} vs its AR twin, measured here just now (one run per point, after a warm-up)"
+    return bench_figure(rows, title), "Measured on this machine just now."
+
+
 FRONTIER_HOW_TO_READ = (
     "Each dot is one way of decoding: further **right** means more tokens written per pass through the "
     "network (faster), further **down** means text the autoregressive twin finds more natural (better). "
@@ -235,8 +278,7 @@ def create_ui() -> dict[str, Any]:
         "Under each diffusion lane: what one of its passes costs here compared with one step of the twin, "
         "so how many tokens per pass it needs to win, and how many it writes."
     )
-    models = race_models()
-    keys = [key for _, key in models]
+    defaults = RACE_DEFAULTS
     with gr.Row():
         c["prompt"] = gr.Textbox("ROMEO:\n", label="Prompt", lines=2, max_lines=6, scale=3,
                                  info="Both contestants continue this text.")
@@ -246,23 +288,23 @@ def create_ui() -> dict[str, Any]:
             info="Strategies mode shows the different unmasking orders side by side.",
         )
         c["model"] = gr.Dropdown(
-            models, value=default_model_key() if default_model_key() in keys else keys[0], label="Diffusion model",
+            race_models(), value=default_race_model(), label="Diffusion model",
             scale=2, info="Each races its autoregressive twin (same data, tokenizer and size).",
         )
     gamma = TABLE["gamma"]
     with gr.Row():
-        c["length"] = named_field(gr.Slider, "race-length", 16, 512, value=128, step=16, label="Length",
+        c["length"] = named_field(gr.Slider, "race-length", 16, 512, value=defaults["length"], step=16, label="Length",
                              info="Tokens each contestant writes.")
-        c["threshold"] = named_field(gr.Slider, "race-threshold", 0.05, 1.0, value=0.5, step=0.05, label="Threshold",
+        c["threshold"] = named_field(gr.Slider, "race-threshold", 0.05, 1.0, value=defaults["threshold"], step=0.05, label="Threshold",
                                    info="Diffusion commits every token it is at least this sure of (at least one per pass).")
-        c["gamma"] = named_field(gr.Slider, "race-gamma", gamma.widget.low, gamma.widget.high, value=gamma.widget.value,
+        c["gamma"] = named_field(gr.Slider, "race-gamma", gamma.widget.low, gamma.widget.high, value=defaults["gamma"],
                                  step=gamma.widget.step, label=gamma.label, visible=False,
                                  info=gamma.widget.info + " (the entropy_bound lane)")
-        c["cache"] = gr.Radio(CACHE_CHOICES, value="dual", label="Diffusion cache",
+        c["cache"] = gr.Radio(CACHE_CHOICES, value=defaults["cache"], label="Diffusion cache",
                               info="Reuse the network's work on unchanged text (approximate; refreshed every block).")
-        c["temperature"] = named_field(gr.Slider, "race-temperature", 0.0, 2.0, value=1.0, step=0.1, label="Temperature",
+        c["temperature"] = named_field(gr.Slider, "race-temperature", 0.0, 2.0, value=defaults["temperature"], step=0.1, label="Temperature",
                                      info="0 = always the likeliest token; higher = more varied text.")
-        c["seed"] = named_field(gr.Number, "race-seed", 0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed",
+        c["seed"] = named_field(gr.Number, "race-seed", defaults["seed"], precision=0, minimum=0, maximum=MAX_SEED, label="Seed",
                            info="Same seed, same race.")
     with gr.Row():
         c["go"] = gr.Button("Start the race", variant="primary")
@@ -280,12 +322,12 @@ def create_ui() -> dict[str, Any]:
     with gr.Accordion("What if this were an 8B model on a data-centre GPU? (a projection, not a measurement)",
                       open=False, visible=False) as explain_box:
         c["projection"] = gr.HTML("")
-        c["speedup_plot"] = gr.Plot(show_label=False)
+        c["speedup_plot"] = gr.Plot(show_label=False, elem_classes=["dc-race-chart"])
     c["explain_box"] = explain_box
     with gr.Accordion("Time vs generation length", open=True):
-        c["bench_plot"] = gr.Plot(stored_bench_plot(), show_label=False)
+        c["bench_plot"] = gr.Plot(stored_bench_plot(), show_label=False, elem_classes=["dc-race-chart"])
         with gr.Row():
-            c["measure"] = gr.Button("Measure here (AR twin vs diffusion, 32-128 tokens)")
+            c["measure"] = gr.Button("Measure here (the chosen diffusion model vs its AR twin, 32-128 tokens)")
         c["bench_note"] = gr.Markdown(
             "The stored figure comes from `python -m dlm_core.bench` (README); "
             "“Measure here” times both on this machine now (about half a minute)."
@@ -294,7 +336,8 @@ def create_ui() -> dict[str, Any]:
         )
     with gr.Accordion("How many tokens per pass, at what quality?", open=True):
         frontier_plot, frontier_note = stored_frontier()
-        c["frontier_plot"] = gr.Plot(frontier_plot, show_label=False, visible=frontier_plot is not None)
+        c["frontier_plot"] = gr.Plot(frontier_plot, show_label=False, visible=frontier_plot is not None,
+                                     elem_classes=["dc-race-chart"])
         c["frontier_note"] = gr.Markdown(frontier_note)
     return c
 
@@ -362,23 +405,9 @@ def create_events(c: dict[str, Any]) -> None:
         return gr.update(visible=mode == "strategies")  # gamma only steers the strategies' entropy_bound lane
 
     @guarded
-    def measure():
-        from dlm_core.bench import run_method
-
-        ar, _ = get_model("canvas-ar")
-        diffusion, note = get_model(default_model_key())
-        if note:
-            raise user_error("model", "the built-in models are not trained yet, so there is nothing meaningful to time")
-
-        class Settings:  # the benchmark's own defaults, one run per length
-            block, threshold, temperature, seed = 32, 0.5, 0.0, 0
-
-        rows = []
-        for length in (32, 64, 128):
-            for method in ("ar+kv", "thr+dual"):
-                _, seconds = run_method(method, ar, diffusion, "ROMEO:\n", length, Settings)
-                rows.append({"length": length, "method": method, "median_s": seconds})
-        return plot(bench_figure(rows, "Measured here just now (one run per point)")), "Measured on this machine just now."
+    def measure(model):
+        figure, note = measure_here(read_input(c["model"], model))
+        return plot(figure), note
 
     outputs = [c["note"], *columns, *lane_html, *c["heats"], c["explain_box"], c["projection"], c["speedup_plot"]]
     event = c["go"].click(
@@ -388,5 +417,5 @@ def create_events(c: dict[str, Any]) -> None:
     c["stop"].click(None, None, None, cancels=[event])
     c["mode"].change(mode_changed, [c["mode"]], [c["gamma"]], queue=False, show_progress="hidden",
                      api_visibility="private")
-    c["measure"].click(measure, None, [c["bench_plot"], c["bench_note"]], api_name="measure",
+    c["measure"].click(measure, [c["model"]], [c["bench_plot"], c["bench_note"]], api_name="measure",
                        concurrency_limit=INFERENCE_CONCURRENCY, concurrency_id="inference")

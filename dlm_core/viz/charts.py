@@ -17,7 +17,9 @@ def chart_layout(title: str, x_title: str, y_title: str, *, log_x: bool = True, 
                  height: int = 340) -> dict[str, Any]:
     """A plotly layout: escaped title, axis titles (log scale unless told otherwise), legend below."""
     def axis(text: str, log: bool) -> dict[str, Any]:
-        return {"title": {"text": html.escape(text)}, **({"type": "log"} if log else {})}
+        grid = "rgba(128, 128, 128, 0.3)"  # mid-grey, faint: visible on light and dark backgrounds alike
+        return {"title": {"text": html.escape(text)}, "gridcolor": grid, "zerolinecolor": grid,
+                **({"type": "log"} if log else {})}
 
     return {
         "title": {"text": html.escape(title), "font": {"size": 14}},
