@@ -299,7 +299,7 @@ def create_ui() -> dict[str, Any]:
                                    info="Diffusion commits every token it is at least this sure of (at least one per pass).")
         c["gamma"] = named_field(gr.Slider, "race-gamma", gamma.widget.low, gamma.widget.high, value=defaults["gamma"],
                                  step=gamma.widget.step, label=gamma.label, visible=False,
-                                 info=gamma.widget.info + " (the entropy_bound lane)")
+                                 info="The entropy_bound lane's budget: larger = more tokens per pass.")
         c["cache"] = gr.Radio(CACHE_CHOICES, value=defaults["cache"], label="Diffusion cache",
                               info="Reuse the network's work on unchanged text (approximate; refreshed every block).")
         c["temperature"] = named_field(gr.Slider, "race-temperature", 0.0, 2.0, value=defaults["temperature"], step=0.1, label="Temperature",
@@ -314,7 +314,7 @@ def create_ui() -> dict[str, Any]:
     c["heats"] = []
     with gr.Row(equal_height=False):
         for index in range(RACE_LANES):
-            with gr.Column(visible=index < 2, min_width=280) as column:
+            with gr.Column(visible=index < 2, min_width=220) as column:  # five lanes fit side by side at 1280 px
                 lane = gr.HTML(empty_canvas_html("Press “Start the race”."))
                 heat = gr.Plot(visible=False, show_label=False)
             c["lanes"].append((column, lane))
