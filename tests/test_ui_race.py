@@ -161,6 +161,40 @@ def test_frontier_chart_or_a_one_line_note(tmp_path, monkeypatch):
     assert json.loads(figure.plot)["data"][0]["x"] == [1, 2]
 
 
+def frontier_report(*rows, **meta):
+    return {"meta": {"length": 256, "cache": "dual", "temperature": 1.0, "machine": "test box", **meta},
+            "rows": [{"setting": "s", "tokens_per_forward": 2.0, **row} for row in rows]}
+
+
+def test_race_starts_at_the_frontiers_best_quality_win():
+    report = frontier_report(
+        {"model": "m", "strategy": "threshold", "value": 0.3, "speedup_vs_ar": 1.6, "gen_ppl_under_ar": 30.0},
+        {"model": "m", "strategy": "threshold", "value": 0.52, "speedup_vs_ar": 1.2, "gen_ppl_under_ar": 20.0},
+        {"model": "m", "strategy": "threshold", "value": 0.9, "speedup_vs_ar": 0.5, "gen_ppl_under_ar": 10.0},
+        {"model": "m", "strategy": "entropy_bound", "value": 2.0, "speedup_vs_ar": 3.0, "gen_ppl_under_ar": 5.0},
+        {"model": "other", "strategy": "threshold", "value": 0.1, "speedup_vs_ar": 5.0, "gen_ppl_under_ar": 1.0},
+    )
+    settings, model, sentence = race_tab.frontier_win(report, ["m"])
+    # the lowest perplexity among threshold wins of a raceable model; on the threshold slider's 0.05 grid
+    assert model == "m" and settings["threshold"] == 0.5
+    assert (settings["length"], settings["cache"], settings["temperature"]) == (256, "dual", 1.0)
+    assert "1.20x" in sentence and "test box" in sentence
+    settings, model, sentence = race_tab.frontier_win(report, ["nothing-raceable"])
+    assert model is None and settings == race_tab.RACE_DEFAULTS and "No setting" in sentence
+
+
+def test_race_start_reads_the_stored_frontier(tmp_path, monkeypatch):
+    monkeypatch.setattr(race_tab, "FRONTIER_JSON", tmp_path / "frontier.json")
+    assert race_tab.race_start() == (race_tab.RACE_DEFAULTS, "tiny-random", "")  # no file
+    (tmp_path / "frontier.json").write_text("[broken")
+    assert race_tab.race_start()[0] == race_tab.RACE_DEFAULTS
+    win = {"model": "tiny-random", "strategy": "threshold", "value": 0.2, "speedup_vs_ar": 2.0, "gen_ppl_under_ar": 9.0}
+    (tmp_path / "frontier.json").write_text(json.dumps(frontier_report(win, length=1000, cache=None)))
+    settings, model, sentence = race_tab.race_start()
+    assert model == "tiny-random" and settings["threshold"] == 0.2
+    assert settings["length"] == 512 and settings["cache"] == "off"  # clamped to the slider; no cache
+
+
 # -- the gamma control ---------------------------------------------------------------------------
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import html
 import json
 import logging
+import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -67,19 +69,67 @@ def race_models() -> list[tuple[str, str]]:
     return [(spec.display_name, spec.key) for spec in registry.list_models() if spec.ar_twin]
 
 
-def default_race_model() -> str:
+def default_race_model(winner: str | None = None) -> str:
     """The diffusion model a race starts with: the server's model when it was chosen (the
-    environment names one with a twin, e.g. tiny-random in tests), else the parallel-trained model
-    when it is installed (it commits the most tokens per pass: the race's fairest chance to show a
-    diffusion win), else the registry's default."""
+    environment names one with a twin, e.g. tiny-random in tests), else the model of the measured
+    frontier's win (``winner``), else the parallel-trained model when it is installed (it commits the
+    most tokens per pass: the race's fairest chance to show a diffusion win), else the registry's default."""
     keys = [key for _, key in race_models()]
     configured = default_model_key()
     if configured != registry.DEFAULT_MODEL and configured in keys:
         return configured
-    for key in (PREFERRED_RACE_MODEL, registry.DEFAULT_MODEL):
+    for key in (winner, PREFERRED_RACE_MODEL, registry.DEFAULT_MODEL):
         if key in keys:
             return key
     return keys[0]
+
+
+def frontier_win(report: Mapping[str, Any], raceable: Sequence[str]) -> tuple[dict[str, Any], str | None, str]:
+    """(race settings, model, sentence): where the measured frontier found a diffusion win over the
+    AR twin (``speedup_vs_ar`` > 1) with the rule the race's diffusion lane uses (a confidence
+    threshold) and a model the race can run, the best-quality win (lowest generative perplexity)
+    becomes the race's starting point, so the defaults show a win wherever the benchmark found one.
+    Otherwise ``RACE_DEFAULTS``, no model, and a sentence saying no setting won."""
+    meta = report.get("meta") or {}
+    wins = [
+        row for row in report.get("rows") or []
+        if row.get("strategy") == "threshold" and row.get("model") in raceable and "value" in row
+        and float(row.get("speedup_vs_ar", 0)) > 1
+    ]
+    if not wins:
+        return dict(RACE_DEFAULTS), None, (
+            "No setting in this frontier beat the autoregressive twin's wall time on the machine that measured it; "
+            "the race starts at its usual settings.")
+    best = min(wins, key=lambda row: float(row.get("gen_ppl_under_ar", math.inf)))
+    length = int(meta.get("length", RACE_DEFAULTS["length"]))
+    settings = {
+        **RACE_DEFAULTS,
+        "length": min(512, max(16, round(length / 16) * 16)),  # the Length slider's range and step
+        "threshold": min(1.0, max(0.05, round(round(float(best["value"]) / 0.05) * 0.05, 2))),
+        "cache": meta.get("cache") if meta.get("cache") in ("prefix", "dual") else "off",
+        "temperature": min(2.0, max(0.0, float(meta.get("temperature", RACE_DEFAULTS["temperature"])))),
+    }
+    sentence = (
+        f"The race starts where this frontier measured a diffusion win: {best['model']}, threshold "
+        f"{settings['threshold']:g}, {settings['length']} tokens, {CACHE_TEXT[settings['cache']]} "
+        f"({float(best['speedup_vs_ar']):.2f}x the AR twin's speed on {meta.get('machine', 'the machine that measured it')})."
+    )
+    return settings, str(best["model"]), sentence
+
+
+def race_start() -> tuple[dict[str, Any], str, str]:
+    """(settings, model, note) the Race tab starts with, from the stored frontier when it has a win."""
+    raceable = [key for _, key in race_models()]
+    report = None
+    if FRONTIER_JSON.is_file():
+        try:
+            report = json.loads(FRONTIER_JSON.read_text(encoding="utf-8"))
+        except ValueError:
+            report = None  # stored_frontier says what is wrong with the file
+    if not isinstance(report, dict):
+        return dict(RACE_DEFAULTS), default_race_model(), ""
+    settings, winner, sentence = frontier_win(report, raceable)
+    return settings, default_race_model(winner), sentence
 
 
 def load_twin(key: str, fell_back: bool) -> Any:
@@ -278,7 +328,7 @@ def create_ui() -> dict[str, Any]:
         "Under each diffusion lane: what one of its passes costs here compared with one step of the twin, "
         "so how many tokens per pass it needs to win, and how many it writes."
     )
-    defaults = RACE_DEFAULTS
+    defaults, start_model, start_note = race_start()
     with gr.Row():
         c["prompt"] = gr.Textbox("ROMEO:\n", label="Prompt", lines=2, max_lines=6, scale=3,
                                  info="Both contestants continue this text.")
@@ -288,7 +338,7 @@ def create_ui() -> dict[str, Any]:
             info="Strategies mode shows the different unmasking orders side by side.",
         )
         c["model"] = gr.Dropdown(
-            race_models(), value=default_race_model(), label="Diffusion model",
+            race_models(), value=start_model, label="Diffusion model",
             scale=2, info="Each races its autoregressive twin (same data, tokenizer and size).",
         )
     gamma = TABLE["gamma"]
@@ -338,7 +388,7 @@ def create_ui() -> dict[str, Any]:
         frontier_plot, frontier_note = stored_frontier()
         c["frontier_plot"] = gr.Plot(frontier_plot, show_label=False, visible=frontier_plot is not None,
                                      elem_classes=["dc-race-chart"])
-        c["frontier_note"] = gr.Markdown(frontier_note)
+        c["frontier_note"] = gr.Markdown(frontier_note + (" " + start_note if frontier_plot is not None and start_note else ""))
     return c
 
 
