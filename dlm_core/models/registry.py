@@ -112,6 +112,17 @@ CANVAS_PARALLEL = replace(
     description="canvas-diffusion trained further to write many tokens per pass (certainty-forcing "
     "self-distillation, see its model card); same size, tokenizer and AR twin.",
 )
+TINY_RANDOM = ModelSpec(
+    key="tiny-random",
+    display_name="tiny-random (untrained, for tests)",
+    repo_id="",
+    family="canvas",
+    description="A 2-layer random model over characters: noise, but it exercises every code path in milliseconds.",
+    params_b=0.0001,
+    download_gb=0.0,
+    ar_twin="tiny-random-ar",
+)
+
 
 def trained_builtins(specs: tuple[ModelSpec, ...], assets: Path = ASSETS_DIR) -> tuple[ModelSpec, ...]:
     """The built-in ``specs`` whose folder under ``assets`` holds a trained model (a config.json)."""
@@ -130,25 +141,9 @@ _SPECS = (
         params_b=0.006,
         download_gb=0.0,
     ),
-    ModelSpec(
-        key="tiny-random",
-        display_name="tiny-random (untrained, for tests)",
-        repo_id="",
-        family="canvas",
-        description="A 2-layer random model over characters: noise, but it exercises every code path in milliseconds.",
-        params_b=0.0001,
-        download_gb=0.0,
-        ar_twin="tiny-random-ar",
-    ),
-    ModelSpec(
-        key="tiny-random-ar",
-        display_name="tiny-random-ar (untrained, for tests)",
-        repo_id="",
-        family="canvas",
-        description="The causal twin of tiny-random (same alphabet and size): the AR lane of test races.",
-        params_b=0.0001,
-        download_gb=0.0,
-    ),
+    TINY_RANDOM,
+    replace(TINY_RANDOM, key="tiny-random-ar", display_name="tiny-random-ar (untrained, for tests)", ar_twin=None,
+            description="The causal twin of tiny-random (same alphabet and size): the AR lane of test races."),
     LLADA_8B_INSTRUCT,
     LLADA_1_5,
     ModelSpec(
