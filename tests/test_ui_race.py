@@ -92,7 +92,9 @@ def test_live_line_under_the_diffusion_lane_matches_the_race_clock():
     snapshots = finished(setup)
     assert race_tab.lane_verdict(setup, snapshots[0], 1, None) == race_tab.WAITING_HTML  # no forward yet
     last = snapshots[-1]
-    assert race_tab.lane_verdict(setup, last, 0, None) == ""  # the AR lane is the yardstick
+    yardstick = race_tab.lane_verdict(setup, last, 0, None)  # the AR lane: its own cost per step
+    assert "One token per forward pass" in yardstick and "tokens per pass to win" not in yardstick
+    assert race_tab.lane_verdict(setup, snapshots[0], 0, None) == ""  # before its first step
     line = race_tab.lane_verdict(setup, last, 1, None)
     assert "dc-race-explain" in line and ("ahead" in line) != ("behind" in line)
     ar, diffusion = last

@@ -468,3 +468,11 @@ def test_bench_figure_one_sorted_line_per_method_and_names_missing_keys():
     assert lines == {"thr+dual": ([32, 128], [0.6, 2.0]), "ar+kv": ([32, 64], [0.2, 0.4])}
     with pytest.raises(ValueError, match="rows\\[1\\] has no 'median_s'"):
         bench_figure([rows[0], {"method": "x", "length": 1}], "t")
+
+
+def test_yardstick_says_the_ar_lanes_cost_per_step():
+    from dlm_core.speed import LaneCost
+    from dlm_core.viz.race_explain import yardstick_html
+
+    assert "10.0 ms per step here (mean of 4 steps)" in yardstick_html(LaneCost(4, 4, 0.04, 0.03))
+    assert "(mean of 1 step)" in yardstick_html(LaneCost(1, 1, 0.002, 0.001))

@@ -28,7 +28,7 @@ from dlm_core.sampler.config import SETTINGS as TABLE
 from dlm_core.viz import RunView, canvas_html, empty_canvas_html, heatmap_dict
 from dlm_core.viz.charts import bench_figure
 from dlm_core.viz.frontier import frontier_dict
-from dlm_core.viz.race_explain import break_even_html, projection_html, speedup_figure
+from dlm_core.viz.race_explain import break_even_html, projection_html, speedup_figure, yardstick_html
 
 from . import ASSETS
 from .errors import guarded, read_input, user_error
@@ -202,10 +202,12 @@ def measured_ar_step_ms(setup: RaceSetup, first: list[LaneState]) -> float | Non
 
 
 def lane_verdict(setup: RaceSetup, snapshot: list[LaneState], index: int, ar_step_ms: float | None) -> str:
-    """The live line under diffusion lane ``index``: what a forward costs here vs an AR step, the
-    tokens per pass that break even, what this run does ("" for the AR lane itself)."""
+    """The live line under lane ``index``: for a diffusion lane, what a forward costs here vs an AR
+    step, the tokens per pass that break even and what this run does; for the AR lane, its cost per
+    step (the yardstick)."""
     if index == setup.ar_lane:
-        return ""
+        ar_cost = speed.lane_cost(snapshot[index].trace)
+        return yardstick_html(ar_cost) if ar_cost.forwards else ""
     lane_state = snapshot[index]
     cost = speed.lane_cost(lane_state.trace, tokens=written_tokens(lane_state.state))
     if setup.ar_lane is not None:

@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..speed import BreakEven, LaneExplanation, Scenario, ridge_tokens
+from ..speed import BreakEven, LaneCost, LaneExplanation, Scenario, ridge_tokens
 from .charts import chart_layout
 
 
@@ -45,6 +45,14 @@ def break_even_html(verdict: BreakEven, *, forwards: int | None = None, ar_label
         f"≥ {verdict.needed:.1f} tokens per pass to win; this run does {verdict.achieved:.1f} ({outcome})."
     )
     return f'<div class="dc-race-explain">{badge} {html.escape(text)}</div>'
+
+
+def yardstick_html(ar_cost: LaneCost) -> str:
+    """The AR lane's line: one token per forward by construction, and what that forward costs here
+    (the yardstick the diffusion lanes' break-even is measured against)."""
+    text = (f"One token per forward pass, by construction: {ar_cost.ms_per_forward:.1f} ms per step here "
+            f"(mean of {ar_cost.forwards} step{'s' if ar_cost.forwards != 1 else ''}), the yardstick for the other lane.")
+    return f'<div class="dc-race-explain">{html.escape(text)}</div>'
 
 
 def _regime(scenario: Scenario) -> str:
