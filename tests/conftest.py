@@ -1,16 +1,42 @@
-"""Shared fixtures: the tiny random models build in milliseconds, so every test gets its own."""
+"""Shared fixtures and the two test runs.
 
+The tiny random models build in milliseconds, so every test gets its own.
+
+Two runs: ``bash scripts/test.sh`` (CI, the README's command) runs every test at full strength;
+``pytest -m "not slow"`` is the everyday run. It leaves out the ``slow`` tests (servers,
+subprocesses, a browser, the real corpus and model folders) and loads the hypothesis profile
+``everyday``, under which each property test draws a fifth of its examples (``hypothesis_budget.examples``).
+"""
+
+import gc
 import os
 
 import pytest
+from hypothesis import settings
 
 # Subprocesses started by tests (CLI, app) use the millisecond-fast untrained model unless a test says
 # otherwise; the built-in models are exercised by their own tests.
 os.environ.setdefault("DIFFUSION_CANVAS_MODEL", "tiny-random")
 
-import torch
+import torch  # noqa: E402 (after the environment above, which subprocesses inherit)
 
-from dlm_core.models import tiny_random_model
+from dlm_core.models import tiny_random_model  # noqa: E402
+
+# The full run keeps hypothesis's default profile (100 examples): every test draws its stated count.
+settings.register_profile("everyday", max_examples=20)
+
+
+def pytest_configure(config):
+    """``-m "not slow"`` selects the everyday profile unless ``--hypothesis-profile`` names one."""
+    if "not slow" in (config.getoption("markexpr") or "") and not config.getoption("hypothesis_profile"):
+        settings.load_profile("everyday")
+
+
+def pytest_collection_finish(session):
+    """Everything imported so far (torch, transformers, gradio: millions of objects) lives until the
+    end; freezing it keeps each full ``gc.collect`` (the model registry runs one per eviction) from
+    walking it again: about 0.3 s per collection otherwise."""
+    gc.freeze()
 
 
 @pytest.fixture

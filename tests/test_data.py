@@ -1,5 +1,7 @@
 """The corpus: plain play text, deterministic, whole validation plays held out."""
 
+import pytest
+
 from dlm_core.data import VALIDATION_PLAYS, load_plays, markdown_to_play, split_plays
 
 
@@ -9,6 +11,7 @@ def test_markdown_becomes_plain_play_text():
     assert text == "Hamlet\n\nACT I\n\n[Enter BERNARDO]\n\nBERNARDO:\nWho's there?\nStand-ho!\n\nFRANCISCO:\nNay.\n"
 
 
+@pytest.mark.slow  # reads and prepares the whole corpus
 def test_split_holds_out_whole_plays_and_no_validation_line_is_trained_on():
     plays = load_plays()
     assert len(plays) >= 36
@@ -23,6 +26,7 @@ def test_split_holds_out_whole_plays_and_no_validation_line_is_trained_on():
         assert len(leaked) <= 2, leaked  # a stock phrase may recur across plays; whole speeches must not
 
 
+@pytest.mark.slow  # prepares the whole corpus three times
 def test_preparation_is_deterministic():
     assert load_plays()["hamlet"] == load_plays()["hamlet"]
     assert "\nHAMLET:\nTo be, or not to be: that is the question:\n" in load_plays()["hamlet"]

@@ -31,6 +31,7 @@ def test_known_word_share_counts_occurrences():
     assert math.isnan(known_word_share("1 2 3 !", vocabulary))
 
 
+@pytest.mark.slow  # reads the whole training corpus
 def test_training_vocabulary_knows_shakespeare_and_not_inventions():
     vocabulary = training_vocabulary()
     assert {"romeo", "thou", "o'er"} <= vocabulary
@@ -112,6 +113,7 @@ def measured():
     return figures
 
 
+@pytest.mark.slow  # the benchmark end to end: 7 settings x 2 prompts, scored against the training corpus
 def test_measured_tokens_per_forward_follow_the_settings(measured):
     assert measured["low_confidence 1/step"]["tokens_per_forward"] == 1.0
     assert measured["low_confidence 2/step"]["tokens_per_forward"] == 2.0
@@ -127,6 +129,7 @@ def test_measured_tokens_per_forward_follow_the_settings(measured):
         assert figures["ms_per_forward"] == pytest.approx(1000 * figures["wall_s"] / figures["nfe"], rel=0.5)
 
 
+@pytest.mark.slow  # reads the measured sweep above
 def test_markdown_has_the_ar_row_then_one_row_per_setting(measured):
     rows = [{"model": "tiny", "setting": label, **figures, "speedup_vs_ar": measured["ar"]["wall_s"] / figures["wall_s"]}
             for label, figures in measured.items() if label != "ar"]

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from dlm_core.models import tiny_random_model
 from dlm_core.sampler import STRATEGIES, ConfigError, PromptError, SamplerConfig, denoise
@@ -33,9 +34,11 @@ FIELDS = [f.name for f in fields(SamplerConfig)]
 MODEL = tiny_random_model(seed=0)
 
 
-def fuzz(examples: int) -> settings:
+def fuzz(full: int) -> settings:
     return settings(
-        max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+        max_examples=examples(full),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
 
 

@@ -81,6 +81,7 @@ def raw_logits(model, input_ids, **kwargs):
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # three stand-in folders through from_pretrained (~0.3 s each)
 @pytest.mark.parametrize("family", sorted(MLM_BUILDERS))
 def test_mlm_loads_through_registry_with_tokenizer_conventions(mlm_folders, family):
     adapter = registry.load_model(f"mlm:{mlm_folders[family]}", device="cpu")
@@ -95,6 +96,7 @@ def test_mlm_loads_through_registry_with_tokenizer_conventions(mlm_folders, fami
     assert adapter.model.dtype == torch.float32
 
 
+@pytest.mark.slow  # three stand-in folders through from_pretrained, each forward compared
 @pytest.mark.parametrize("family", sorted(MLM_BUILDERS))
 def test_mlm_logits_are_aligned_with_the_model(mlm_folders, family):
     adapter = registry.load_model(f"mlm:{mlm_folders[family]}", device="cpu")
@@ -377,6 +379,7 @@ def _run_sampler(adapter, prompt: str, gen_length: int = 8):
     return final
 
 
+@pytest.mark.slow  # three stand-in folders through from_pretrained, then the sampler on each
 @pytest.mark.parametrize("family", sorted(MLM_BUILDERS))
 def test_sampler_end_to_end_on_masked_lms(mlm_folders, family):
     adapter = registry.load_model(f"mlm:{mlm_folders[family]}", device="cpu")
@@ -401,6 +404,7 @@ def test_sampler_end_to_end_on_dream_standin(dream):
     _run_sampler(adapter, "Hi there")
 
 
+@pytest.mark.slow  # builds and loads a chat stand-in, records a run and its edit
 def test_hand_edit_reuses_token_ids_and_applies_the_chat_template_once(tmp_path):
     """A hand edit of an instruct model's run: the kept ids stay where they were and the chat template
     is not applied to the already-templated canvas again (as re-encoding the edit's text would)."""

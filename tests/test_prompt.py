@@ -3,6 +3,7 @@
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from dlm_core.models import tiny_random_model
 from dlm_core.sampler import PromptError, Segment, canvas_prompt, encode_prompt, parse_prompt, prompt_text
@@ -96,7 +97,7 @@ def test_encode_errors(text, gen_length, field, fragment):
 PIECES = st.sampled_from(["[MASK]", "[MASK:", "[MASK:2]", "\\[MASK", "]", ":", "[", "\\", "0", "12", "[MASK:0]"])
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(st.text(max_size=12), PIECES), max_size=8), st.integers(0, 6))
 def test_fuzz_unicode_prompts_only_ever_raise_prompt_error(parts, gen_length):
     text = "".join(parts)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from dlm_core.models import tiny_random_model
 from dlm_core.sampler import STRATEGIES, SamplerConfig, denoise, denoise_batch, encode_prompt, split_blocks
@@ -100,7 +101,7 @@ def check_run(states, config, num_slots, mask_id):
         assert final.tokens[end] in MODEL.eos_ids
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(120), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(runs())
 def test_invariants_hold_for_random_configs(run):
     prompt, config, num_slots, _ = run
@@ -112,7 +113,7 @@ def test_invariants_hold_for_random_configs(run):
         assert (np.diff(finite, axis=1) <= 1e-12).all()  # sorted, most likely first
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(runs(), st.sampled_from(PROMPTS))
 def test_invariants_hold_in_batches(run, other_prompt):
     prompt, config, num_slots, _ = run
@@ -134,7 +135,7 @@ def test_invariants_hold_in_batches(run, other_prompt):
         check_run(unique, config, slots, MODEL.mask_id)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(15), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.sampled_from([p for p in PROMPTS if not p.startswith("[MASK")]),  # AR needs a token before the first slot
     st.integers(1, 8),

@@ -285,6 +285,7 @@ def partial_sums(logits, candidates):
     return ordered.cumsum(0) - ordered
 
 
+@pytest.mark.slow  # 300 random canvases, each against diffusers at several gammas
 def test_entropy_bound_accepts_what_diffusers_accepts_on_random_logits():
     generator = torch.Generator().manual_seed(1234)
     checked = cancelled = 0
