@@ -42,7 +42,7 @@ def test_race_strategies_mode_runs_five_lanes(url):
     names = ("left_to_right", "low_confidence", "random", "threshold", "entropy_bound")
     assert len(last_lanes) == 5
     assert {name for name in names if any(f"· {name}" in lane for lane in last_lanes)} == set(names)
-    assert all("timed before the race" in lane for lane in last_lanes)
+    assert all("timed on its own" in lane for lane in last_lanes)
 
 
 def test_race_bad_length_names_the_field(url):

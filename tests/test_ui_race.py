@@ -106,14 +106,14 @@ def test_live_line_under_the_diffusion_lane_matches_the_race_clock():
     assert ("ahead" in line) == (diffusion.seconds < ar.seconds)
 
 
-def test_strategies_lines_compare_with_the_twin_timed_before_the_race():
+def test_strategies_lines_compare_with_the_twin_timed_on_its_own():
     setup = race_tab.race_lanes("strategies", "Hi", 16, "off", 0.5, 0.0, 1, model="tiny-random")
     snapshots = finished(setup)
     ar_ms = race_tab.measured_ar_step_ms(setup, snapshots[0])
     assert ar_ms is not None and ar_ms > 0
     for index in range(len(setup.lanes)):
         line = race_tab.lane_verdict(setup, snapshots[-1], index, ar_ms)
-        assert "timed before the race" in line and "tokens per pass" in line
+        assert "timed on its own" in line and "tokens per pass" in line
     assert race_tab.lane_verdict(setup, snapshots[-1], 0, None) == ""  # no twin measured: no line
 
 

@@ -54,8 +54,8 @@ WAITING_HTML = '<div class="dc-race-explain">Measuring what one forward pass cos
 @dataclass(frozen=True)
 class RaceSetup:
     """The contestants and what the explanation needs: the AR lane's index (mode "ar"), or the AR
-    twin itself (strategies mode: its step is timed before the race), and the diffusion lane whose
-    projection is shown after the race."""
+    twin itself (strategies mode: its step is timed on its own, between two race steps), and the
+    diffusion lane whose projection is shown after the race."""
 
     lanes: list[Lane]
     note: str
@@ -186,12 +186,12 @@ def written_tokens(state) -> int:
     return int((~state.fixed).sum() - state.masked.sum())
 
 
-def measured_ar_step_ms(setup: RaceSetup, first: list[LaneState]) -> float | None:
-    """Strategies mode: one step of the AR twin, timed on this machine before the race starts (the
-    lanes' clocks have not started, so this does not tilt the race). None with an AR lane or no twin."""
+def measured_ar_step_ms(setup: RaceSetup, snapshot: list[LaneState]) -> float | None:
+    """Strategies mode: one step of the AR twin, timed on this machine between two steps of the race
+    (no lane's clock runs meanwhile, so this does not tilt the race). None with an AR lane or no twin."""
     if setup.ar_lane is not None or setup.ar_model is None:
         return None
-    state, lane = first[0].state, setup.lanes[0]
+    state, lane = snapshot[0].state, setup.lanes[0]
     try:
         costs = speed.measure_forward_costs(lane.model, setup.ar_model, int((~state.fixed).sum()),
                                             prompt_tokens=max(1, int(state.prompt_length)))
@@ -221,7 +221,7 @@ def lane_verdict(setup: RaceSetup, snapshot: list[LaneState], index: int, ar_ste
     if not (cost.forwards and cost.tokens):
         return WAITING_HTML
     verdict = speed.break_even(cost.model_ms_per_forward, ar_step_ms, cost.tokens_per_forward)
-    return break_even_html(verdict, forwards=cost.forwards, ar_label="one step of the AR twin (timed before the race)")
+    return break_even_html(verdict, forwards=cost.forwards, ar_label="one step of the AR twin (timed on its own)")
 
 
 def lane_projection(setup: RaceSetup, snapshot: list[LaneState], ar_step_ms: float | None) -> tuple[str, dict | None]:
@@ -424,8 +424,8 @@ def create_events(c: dict[str, Any]) -> None:
         started = time.monotonic()
         snapshot: list[LaneState] = []
         for count, snapshot in enumerate(snapshots):
-            if count == 0:
-                ar_step_ms = measured_ar_step_ms(setup, snapshot)  # before any lane's clock runs
+            if count == 1:  # the empty canvases are on screen; between two steps no lane's clock runs
+                ar_step_ms = measured_ar_step_ms(setup, snapshot)
             for index, (view, lane_state) in enumerate(zip(views, snapshot, strict=True)):
                 if lane_state.state.step == len(view.states):
                     view.add(lane_state.state)
