@@ -18,7 +18,7 @@ def url():
 
 def test_race_streams_lanes_and_ranks_the_finishers(url):
     client = Client(url, download_files=False, verbose=False)
-    job = client.submit("ROMEO:\n", "ar", 32, 0.5, "dual", 0.0, 3, 0.1, "tiny-random", api_name="/race")
+    job = client.submit("ROMEO:\n", "ar", 32, 0.5, "dual", 0.0, 3, 0.1, "tiny-random", "threshold", api_name="/race")
     updates = list(job)
     assert len(updates) >= 2
     streamed = [u for u in updates if any(isinstance(v, str) and "dc-race-lane" in v for v in u)]
@@ -36,7 +36,7 @@ def test_race_streams_lanes_and_ranks_the_finishers(url):
 
 def test_race_strategies_mode_runs_five_lanes(url):
     client = Client(url, download_files=False, verbose=False)
-    job = client.submit("Hi", "strategies", 16, 0.5, "off", 0.0, 1, 1.5, "tiny-random", api_name="/race")
+    job = client.submit("Hi", "strategies", 16, 0.5, "off", 0.0, 1, 1.5, "tiny-random", "threshold", api_name="/race")
     streamed = [u for u in job if any(isinstance(v, str) and "dc-race-lane" in v for v in u)]
     last_lanes = [v for v in streamed[-1] if isinstance(v, str) and "dc-race-lane" in v]
     names = ("left_to_right", "low_confidence", "random", "threshold", "entropy_bound")
@@ -48,7 +48,7 @@ def test_race_strategies_mode_runs_five_lanes(url):
 def test_race_bad_length_names_the_field(url):
     client = Client(url, download_files=False, verbose=False)
     with pytest.raises(Exception) as error:
-        client.predict("Hi", "ar", 100000, 0.5, "dual", 0.0, 1, 0.1, "tiny-random", api_name="/race")
+        client.predict("Hi", "ar", 100000, 0.5, "dual", 0.0, 1, 0.1, "tiny-random", "threshold", api_name="/race")
     message = str(error.value)
     assert "Length" in message or "length" in message
     assert "Traceback" not in message
@@ -57,5 +57,13 @@ def test_race_bad_length_names_the_field(url):
 def test_race_bad_model_names_the_field(url):
     client = Client(url, download_files=False, verbose=False)
     with pytest.raises(Exception) as error:
-        client.predict("Hi", "ar", 16, 0.5, "dual", 0.0, 1, 0.1, "llada-8b-instruct", api_name="/race")
+        client.predict("Hi", "ar", 16, 0.5, "dual", 0.0, 1, 0.1, "llada-8b-instruct", "threshold", api_name="/race")
     assert "Diffusion model" in str(error.value) and "Traceback" not in str(error.value)
+
+
+def test_race_with_the_entropy_budget_rule(url):
+    client = Client(url, download_files=False, verbose=False)
+    job = client.submit("Hi", "ar", 16, 0.5, "dual", 0.0, 2, 3.0, "tiny-random", "entropy_bound", api_name="/race")
+    streamed = [u for u in job if any(isinstance(v, str) and "dc-race-lane" in v for v in u)]
+    last_lanes = [v for v in streamed[-1] if isinstance(v, str) and "dc-race-lane" in v]
+    assert any("entropy budget γ 3" in lane and "tokens per pass to win" in lane for lane in last_lanes)

@@ -63,6 +63,19 @@ def test_race_starts_with_the_configured_model_else_the_parallel_trained_one(mon
     assert race_tab.default_race_model() == "tiny-random"  # neither installed: the first raceable
 
 
+def test_ar_race_with_the_entropy_budget_rule():
+    setup = race_tab.race_lanes("ar", "Hi", 16, "dual", 0.5, 0.0, 1, gamma=2.0, model="tiny-random", rule="entropy_bound")
+    diffusion = setup.lanes[1]
+    assert (diffusion.config.strategy, diffusion.config.gamma, diffusion.config.cache) == ("entropy_bound", 2.0, "dual")
+    assert "entropy budget γ 2" in diffusion.label
+
+
+def test_only_the_chosen_rules_setting_is_shown():
+    assert race_tab.controls_shown("ar", "threshold") == {"rule": True, "threshold": True, "gamma": False}
+    assert race_tab.controls_shown("ar", "entropy_bound") == {"rule": True, "threshold": False, "gamma": True}
+    assert race_tab.controls_shown("strategies", "threshold") == {"rule": False, "threshold": True, "gamma": True}
+
+
 def test_a_model_without_twin_cannot_race_its_twin():
     with pytest.raises(Exception, match="no autoregressive twin"):
         race_tab.load_twin("llada-8b-instruct", fell_back=False)
@@ -177,8 +190,13 @@ def test_race_starts_at_the_frontiers_best_quality_win():
         {"model": "other", "strategy": "threshold", "value": 0.1, "speedup_vs_ar": 5.0, "gen_ppl_under_ar": 1.0},
     )
     settings, model, sentence = race_tab.frontier_win(report, ["m"])
-    # the lowest perplexity among threshold wins of a raceable model; on the threshold slider's 0.05 grid
-    assert model == "m" and settings["threshold"] == 0.5
+    # the lowest perplexity among the wins of a raceable model, whichever rule
+    assert model == "m" and settings["rule"] == "entropy_bound" and settings["gamma"] == 2.0
+    assert "entropy budget γ 2" in sentence
+    report["rows"] = [row for row in report["rows"] if row["strategy"] == "threshold"]
+    settings, model, sentence = race_tab.frontier_win(report, ["m"])
+    # among threshold wins: on the threshold slider's 0.05 grid
+    assert model == "m" and settings["rule"] == "threshold" and settings["threshold"] == 0.5
     assert (settings["length"], settings["cache"], settings["temperature"]) == (256, "dual", 1.0)
     assert "1.20x" in sentence and "test box" in sentence
     settings, model, sentence = race_tab.frontier_win(report, ["nothing-raceable"])

@@ -47,7 +47,10 @@ FRONTIER_JSON = ASSETS / "frontier.json"  # written by python benchmarks/frontie
 CACHE_TEXT = {"off": "no cache", "prefix": "prefix cache", "dual": "dual cache"}
 PREFERRED_RACE_MODEL = "canvas-parallel"
 # The race's starting settings, in one place (the benchmark's frontier says where diffusion can win).
-RACE_DEFAULTS = {"length": 128, "threshold": 0.5, "cache": "dual", "temperature": 1.0, "gamma": 1.0, "seed": 0}
+RACE_DEFAULTS = {"rule": "threshold", "length": 128, "threshold": 0.5, "gamma": 1.0, "cache": "dual", "temperature": 1.0,
+                 "seed": 0}
+# How the diffusion lane of an AR race picks how many tokens to commit per pass.
+RACE_RULES = (("Confidence threshold (Fast-dLLM)", "threshold"), ("Entropy budget (EB-sampler)", "entropy_bound"))
 WAITING_HTML = '<div class="dc-race-explain">Measuring what one forward pass costs here…</div>'
 
 
@@ -86,14 +89,14 @@ def default_race_model(winner: str | None = None) -> str:
 
 def frontier_win(report: Mapping[str, Any], raceable: Sequence[str]) -> tuple[dict[str, Any], str | None, str]:
     """(race settings, model, sentence): where the measured frontier found a diffusion win over the
-    AR twin (``speedup_vs_ar`` > 1) with the rule the race's diffusion lane uses (a confidence
-    threshold) and a model the race can run, the best-quality win (lowest generative perplexity)
-    becomes the race's starting point, so the defaults show a win wherever the benchmark found one.
-    Otherwise ``RACE_DEFAULTS``, no model, and a sentence saying no setting won."""
+    AR twin (``speedup_vs_ar`` > 1) with a rule the race's diffusion lane can use (``RACE_RULES``)
+    and a model the race can run, the best-quality win (lowest generative perplexity) becomes the
+    race's starting point, so the defaults show a win wherever the benchmark found one. Otherwise
+    ``RACE_DEFAULTS``, no model, and a sentence saying no setting won."""
     meta = report.get("meta") or {}
     wins = [
         row for row in report.get("rows") or []
-        if row.get("strategy") == "threshold" and row.get("model") in raceable and "value" in row
+        if row.get("strategy") in [rule for _, rule in RACE_RULES] and row.get("model") in raceable and "value" in row
         and float(row.get("speedup_vs_ar", 0)) > 1
     ]
     if not wins:
@@ -105,13 +108,19 @@ def frontier_win(report: Mapping[str, Any], raceable: Sequence[str]) -> tuple[di
     settings = {
         **RACE_DEFAULTS,
         "length": min(512, max(16, round(length / 16) * 16)),  # the Length slider's range and step
-        "threshold": min(1.0, max(0.05, round(round(float(best["value"]) / 0.05) * 0.05, 2))),
+        "rule": best["strategy"],
         "cache": meta.get("cache") if meta.get("cache") in ("prefix", "dual") else "off",
         "temperature": min(2.0, max(0.0, float(meta.get("temperature", RACE_DEFAULTS["temperature"])))),
     }
+    value = float(best["value"])
+    if best["strategy"] == "threshold":  # onto the sliders' grids (0.05 and 0.1) and ranges
+        settings["threshold"] = min(1.0, max(0.05, round(round(value / 0.05) * 0.05, 2)))
+    else:
+        settings["gamma"] = min(10.0, max(0.0, round(value, 1)))
     sentence = (
-        f"The race starts where this frontier measured a diffusion win: {best['model']}, threshold "
-        f"{settings['threshold']:g}, {settings['length']} tokens, {CACHE_TEXT[settings['cache']]} "
+        f"The race starts where this frontier measured a diffusion win: {best['model']}, "
+        f"{rule_text(settings['rule'], settings['threshold'], settings['gamma'])}, {settings['length']} tokens, "
+        f"{CACHE_TEXT[settings['cache']]} "
         f"({float(best['speedup_vs_ar']):.2f}x the AR twin's speed on {meta.get('machine', 'the machine that measured it')})."
     )
     return settings, str(best["model"]), sentence
@@ -132,6 +141,11 @@ def race_start() -> tuple[dict[str, Any], str, str]:
     return settings, default_race_model(winner), sentence
 
 
+def rule_text(rule: str, threshold: float, gamma: float) -> str:
+    """The diffusion lane's rule in words: "confidence threshold 0.5" or "entropy budget γ 1"."""
+    return f"confidence threshold {threshold:g}" if rule == "threshold" else f"entropy budget γ {gamma:g}"
+
+
 def load_twin(key: str, fell_back: bool) -> Any:
     """The AR twin of model ``key`` (of the untrained test model if ``key`` fell back to it)."""
     spec = registry.get_spec(FALLBACK_MODEL if fell_back else key)
@@ -145,32 +159,35 @@ def load_twin(key: str, fell_back: bool) -> Any:
 
 
 def race_lanes(mode: str, prompt: str, length: int, cache: str, threshold: float, temperature: float, seed: int,
-               gamma: float = RACE_DEFAULTS["gamma"], model: str | None = None) -> RaceSetup:
+               gamma: float = RACE_DEFAULTS["gamma"], model: str | None = None,
+               rule: str = RACE_DEFAULTS["rule"]) -> RaceSetup:
     """The contestants for the chosen mode: the diffusion ``model`` (default: the app's) through the
-    registry like the Canvas tab, and its AR twin as the registry names it (``ModelSpec.ar_twin``)."""
+    registry like the Canvas tab, and its AR twin as the registry names it (``ModelSpec.ar_twin``).
+    In an AR race the diffusion lane commits by ``rule`` (``RACE_RULES``), in blocks, with ``cache``."""
     block = min(32, length)
     key = model or default_model_key()
     diffusion, note = get_model(key)
     if diffusion.kind != "diffusion":
         raise user_error("model", f"{diffusion.name} is autoregressive: choose a diffusion model to race its twin")
     common = {"gen_length": length, "temperature": temperature, "top_p": 0.95 if temperature > 0 else None, "seed": seed}
-    threshold_config = SamplerConfig(
-        **common, steps=length, block_length=block, strategy="threshold", threshold=threshold,
-        cache=None if cache == "off" else cache,
-    )
+
+    def blocked(strategy: str) -> SamplerConfig:  # a parallel rule, semi-autoregressive, with the cache
+        return SamplerConfig(**common, steps=length, block_length=block, strategy=strategy, threshold=threshold,
+                             gamma=gamma, cache=None if cache == "off" else cache)
+
     if mode == "ar":
         ar = load_twin(key, bool(note))
         lanes = [
             Lane("Autoregressive twin · one token per forward pass (KV cache)", ar, prompt,
                  SamplerConfig(**common, strategy="left_to_right")),
-            Lane(f"Diffusion · confidence threshold {threshold:g}, blocks of {block}, {CACHE_TEXT[cache]}", diffusion,
-                 prompt, threshold_config),
+            Lane(f"Diffusion · {rule_text(rule, threshold, gamma)}, blocks of {block}, {CACHE_TEXT[cache]}", diffusion,
+                 prompt, blocked(rule)),
         ]
         return RaceSetup(lanes, note, ar_lane=0, ar_model=ar, featured=1)
     lanes = []
     for name in RACE_STRATEGIES:
         if name == "threshold":
-            config = threshold_config
+            config = blocked("threshold")
         else:
             config = SamplerConfig(**common, steps=length, block_length=None, strategy=name, gamma=gamma)
         lanes.append(Lane(f"{STRATEGY_LABELS.get(name, name)} · {name}", diffusion, prompt, config))
@@ -245,6 +262,14 @@ def lane_projection(setup: RaceSetup, snapshot: list[LaneState], ar_step_ms: flo
         return "", None
     head = f'<p class="dc-race-projection-lane">For the lane “{html.escape(lane.label)}”:</p>'
     return head + projection_html(explanation.scenarios), speedup_figure(explanation.curves, explanation.run_point)
+
+
+def controls_shown(mode: str, rule: str) -> dict[str, bool]:
+    """Which of the rule's controls apply: an AR race uses its one rule's setting; the strategies
+    race has a threshold lane and an entropy_bound lane, so both settings and no rule choice."""
+    if mode == "strategies":
+        return {"rule": False, "threshold": True, "gamma": True}
+    return {"rule": True, "threshold": rule == "threshold", "gamma": rule == "entropy_bound"}
 
 
 def race_lane_html(lane: Lane, view: RunView, lane_state: LaneState, finish_rank: int | None, verdict: str = "") -> str:
@@ -347,11 +372,16 @@ def create_ui() -> dict[str, Any]:
     with gr.Row():
         c["length"] = named_field(gr.Slider, "race-length", 16, 512, value=defaults["length"], step=16, label="Length",
                              info="Tokens each contestant writes.")
+        c["rule"] = gr.Radio(RACE_RULES, value=defaults["rule"], label="Diffusion rule",
+                             info="How the diffusion model decides how many tokens to write per pass.")
+        shown = controls_shown("ar", defaults["rule"])
         c["threshold"] = named_field(gr.Slider, "race-threshold", 0.05, 1.0, value=defaults["threshold"], step=0.05, label="Threshold",
+                                   visible=shown["threshold"],
                                    info="Diffusion commits every token it is at least this sure of (at least one per pass).")
         c["gamma"] = named_field(gr.Slider, "race-gamma", gamma.widget.low, gamma.widget.high, value=defaults["gamma"],
-                                 step=gamma.widget.step, label=gamma.label, visible=False,
-                                 info="The entropy_bound lane's budget: larger = more tokens per pass.")
+                                 step=gamma.widget.step, label=gamma.label, visible=shown["gamma"],
+                                 info="Diffusion commits its surest tokens while their summed doubt stays under γ: "
+                                 "larger = more tokens per pass.")
         c["cache"] = gr.Radio(CACHE_CHOICES, value=defaults["cache"], label="Diffusion cache",
                               info="Reuse the network's work on unchanged text (approximate; refreshed every block).")
         c["temperature"] = named_field(gr.Slider, "race-temperature", 0.0, 2.0, value=defaults["temperature"], step=0.1, label="Temperature",
@@ -397,21 +427,21 @@ def create_ui() -> dict[str, Any]:
 def create_events(c: dict[str, Any]) -> None:
     """Start (streams every lane), Stop, Measure here, and the mode showing its own settings."""
     inputs = [c["prompt"], c["mode"], c["length"], c["threshold"], c["cache"], c["temperature"], c["seed"],
-              c["gamma"], c["model"]]
+              c["gamma"], c["model"], c["rule"]]
     columns = [column for column, _ in c["lanes"]]
     lane_html = [lane for _, lane in c["lanes"]]
 
     @guarded
-    def start(prompt, mode, length, threshold, cache, temperature, seed, gamma, model):
+    def start(prompt, mode, length, threshold, cache, temperature, seed, gamma, model, rule):
         # The inputs arrive unprocessed (``preprocess=False``): each is checked by its widget here.
-        raw = (prompt, mode, length, threshold, cache, temperature, seed, gamma, model)
-        prompt, mode, length, threshold, cache, temperature, seed, gamma, model = (
+        raw = (prompt, mode, length, threshold, cache, temperature, seed, gamma, model, rule)
+        prompt, mode, length, threshold, cache, temperature, seed, gamma, model, rule = (
             read_input(component, value) for component, value in zip(inputs, raw, strict=True)
         )
         if not isinstance(prompt, str) or len(prompt) > MAX_PROMPT_CHARS:
             raise user_error("prompt", f"must be text of at most {MAX_PROMPT_CHARS} characters")
         setup = race_lanes(mode, prompt, int(length), cache, float(threshold), float(temperature), int(seed or 0),
-                           float(gamma), model)
+                           float(gamma), model, rule)
         lanes = setup.lanes
         views = [RunView.for_model(lane.model, lane.prompt, lane.config, label=lane.label) for lane in lanes]
         snapshots = race(lanes)
@@ -453,8 +483,9 @@ def create_events(c: dict[str, Any]) -> None:
                      plot(figure) if figure is not None else gr.update()]
         yield [gr.update(), *[gr.update() for _ in columns], *[gr.update() for _ in lane_html], *heats, *explained]
 
-    def mode_changed(mode: str):
-        return gr.update(visible=mode == "strategies")  # gamma only steers the strategies' entropy_bound lane
+    def controls_changed(mode: str, rule: str):
+        shown = controls_shown(mode, rule)
+        return [gr.update(visible=shown[name]) for name in ("rule", "threshold", "gamma")]
 
     @guarded
     def measure(model):
@@ -467,7 +498,8 @@ def create_events(c: dict[str, Any]) -> None:
         concurrency_limit=INFERENCE_CONCURRENCY, concurrency_id="inference",
     )
     c["stop"].click(None, None, None, cancels=[event])
-    c["mode"].change(mode_changed, [c["mode"]], [c["gamma"]], queue=False, show_progress="hidden",
-                     api_visibility="private")
+    for control in (c["mode"], c["rule"]):
+        control.change(controls_changed, [c["mode"], c["rule"]], [c["rule"], c["threshold"], c["gamma"]], queue=False,
+                       show_progress="hidden", api_visibility="private")
     c["measure"].click(measure, [c["model"]], [c["bench_plot"], c["bench_note"]], api_name="measure",
                        concurrency_limit=INFERENCE_CONCURRENCY, concurrency_id="inference")
