@@ -20,7 +20,7 @@ os.environ.setdefault("DIFFUSION_CANVAS_MODEL", "tiny-random")
 
 import torch  # noqa: E402 (after the environment above, which subprocesses inherit)
 
-from dlm_core.models import tiny_random_model  # noqa: E402
+from dlm_core.models import registry, tiny_random_model  # noqa: E402
 
 # The full run keeps hypothesis's default profile (100 examples): every test draws its stated count.
 settings.register_profile("everyday", max_examples=20)
@@ -47,6 +47,15 @@ def tiny_model():
 @pytest.fixture
 def tiny_ar_model():
     return tiny_random_model(seed=0, causal=True)
+
+
+@pytest.fixture
+def fresh_registry():
+    """An empty model cache before and after the test, so no test sees another's loaded models. Use with
+    ``pytestmark = pytest.mark.usefixtures("fresh_registry")``."""
+    registry.clear_cache()
+    yield
+    registry.clear_cache()
 
 
 @pytest.fixture(scope="module")

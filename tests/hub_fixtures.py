@@ -45,6 +45,10 @@ def _train_byte_bpe(special_tokens: list[str], vocab_size: int = 400) -> Tokeniz
     return tokenizer
 
 
+# Every masked-LM stand-in has the same tiny transformer: it loads in milliseconds.
+TINY_LAYERS = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+
+
 def _seed_init(seed: int = 0):
     torch.manual_seed(seed)
 
@@ -52,6 +56,14 @@ def _seed_init(seed: int = 0):
 # ------------------------------------------------------------------------------------------------
 # Stock masked LMs
 # ------------------------------------------------------------------------------------------------
+
+
+def _save_seeded(folder: Path, model_class, config, tokenizer) -> Path:
+    """Build ``model_class(config)`` from seeded weights and save it with ``tokenizer`` in ``folder``."""
+    _seed_init()
+    model_class(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
 
 
 def build_bert(folder: Path) -> Path:
@@ -68,17 +80,11 @@ def build_bert(folder: Path) -> Path:
     tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True)
     config = BertConfig(
         vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
+        **TINY_LAYERS,
         max_position_embeddings=128,
         pad_token_id=0,
     )
-    _seed_init()
-    BertForMaskedLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return _save_seeded(folder, BertForMaskedLM, config, tokenizer)
 
 
 def build_roberta(folder: Path) -> Path:
@@ -91,19 +97,13 @@ def build_roberta(folder: Path) -> Path:
     tokenizer = RobertaTokenizer(vocab=model_json["vocab"], merges=merges)
     config = RobertaConfig(
         vocab_size=len(model_json["vocab"]),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
+        **TINY_LAYERS,
         max_position_embeddings=130,  # 128 usable positions after RoBERTa's padding_idx + 1 offset
         pad_token_id=1,
         bos_token_id=0,
         eos_token_id=2,
     )
-    _seed_init()
-    RobertaForMaskedLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return _save_seeded(folder, RobertaForMaskedLM, config, tokenizer)
 
 
 def build_modernbert(folder: Path, chat_template: str | None = None) -> Path:
@@ -127,10 +127,7 @@ def build_modernbert(folder: Path, chat_template: str | None = None) -> Path:
     )
     config = ModernBertConfig(
         vocab_size=trained.get_vocab_size(),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
+        **TINY_LAYERS,
         max_position_embeddings=128,
         local_attention=16,
         pad_token_id=trained.token_to_id("[PAD]"),
@@ -139,10 +136,7 @@ def build_modernbert(folder: Path, chat_template: str | None = None) -> Path:
         bos_token_id=cls_id,
         eos_token_id=sep_id,
     )
-    _seed_init()
-    ModernBertForMaskedLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return _save_seeded(folder, ModernBertForMaskedLM, config, tokenizer)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -239,6 +233,21 @@ def _write_standin(folder: Path, tokenizer_object: Tokenizer, special: dict, cha
     tokenizer.save_pretrained(folder)
 
 
+def _standin(folder: Path, specials: list[str], special: dict, chat_template: str, mask: str, eot: str) -> StandIn:
+    """Train the byte-level BPE with ``specials``, write the stand-in folder, and name the ids of its mask,
+    end-of-text (``special["eos_token"]``), end-of-turn and beginning-of-text (if any) tokens."""
+    trained = _train_byte_bpe(specials)
+    _write_standin(folder, trained, special, chat_template)
+    bos = special.get("bos_token")
+    return StandIn(
+        folder=folder,
+        mask_id=trained.token_to_id(mask),
+        eos_id=trained.token_to_id(special["eos_token"]),
+        eot_id=trained.token_to_id(eot),
+        bos_id=None if bos is None else trained.token_to_id(bos),
+    )
+
+
 # A Llama-3-style template like LLaDA's (written for this test): BOS, header tokens, <|eot_id|>.
 LLADA_LIKE_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n"
@@ -263,30 +272,14 @@ def build_llada_standin(folder: Path) -> StandIn:
         "<|eot_id|>",
         "<|mdm_mask|>",
     ]
-    trained = _train_byte_bpe(specials)
     special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>"}
-    _write_standin(folder, trained, special, LLADA_LIKE_TEMPLATE)
-    return StandIn(
-        folder=folder,
-        mask_id=trained.token_to_id("<|mdm_mask|>"),
-        eos_id=trained.token_to_id("<|endoftext|>"),
-        eot_id=trained.token_to_id("<|eot_id|>"),
-        bos_id=trained.token_to_id("<|startoftext|>"),
-    )
+    return _standin(folder, specials, special, LLADA_LIKE_TEMPLATE, mask="<|mdm_mask|>", eot="<|eot_id|>")
 
 
 def build_dream_standin(folder: Path) -> StandIn:
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|mask|>"]
-    trained = _train_byte_bpe(specials)
     special = {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
-    _write_standin(folder, trained, special, DREAM_LIKE_TEMPLATE)
-    return StandIn(
-        folder=folder,
-        mask_id=trained.token_to_id("<|mask|>"),
-        eos_id=trained.token_to_id("<|endoftext|>"),
-        eot_id=trained.token_to_id("<|im_end|>"),
-        bos_id=None,
-    )
+    return _standin(folder, specials, special, DREAM_LIKE_TEMPLATE, mask="<|mask|>", eot="<|im_end|>")
 
 
 def add_auto_map(folder: Path) -> Path:

@@ -119,25 +119,26 @@ def fake_view(steps: int, positions: int):
     return SimpleNamespace(states=[SimpleNamespace(tokens=np.zeros(positions, dtype=np.int64))] * steps)
 
 
+def replayed_session(view) -> ui_session.Session:
+    """A session showing ``view`` as a replay (a trajectory is held with it)."""
+    session = ui_session.Session()
+    session.show_replay(view, trajectory=object())
+    return session
+
+
 def test_kept_runs_are_bounded_in_bytes_and_count(kept, monkeypatch):
     per_view = 50 * 100 * limits.BYTES_PER_STEP_POSITION  # 1 MB
     monkeypatch.setattr(ui_session, "KEPT_RUNS_BYTES", int(3.5 * per_view))
     monkeypatch.setattr(ui_session, "KEPT_RUNS_MAX", 100)
     sessions = []
     for _ in range(6):
-        session = ui_session.Session()
-        session.show_replay(fake_view(50, 100), trajectory=object())
-        sessions.append(session)
+        sessions.append(replayed_session(fake_view(50, 100)))
         assert sum(s.kept_bytes() for s in sessions) <= limits.KEPT_RUNS_BYTES
     assert [s.view is not None for s in sessions] == [False, False, False, True, True, True]
     assert all(s.trajectory is None for s in sessions[:3])  # released: nothing of the run is held
 
     monkeypatch.setattr(ui_session, "KEPT_RUNS_MAX", 2)
-    small = []
-    for _ in range(4):
-        session = ui_session.Session()
-        session.show_replay(fake_view(1, 1), trajectory=object())
-        small.append(session)
+    small = [replayed_session(fake_view(1, 1)) for _ in range(4)]
     assert len(kept) == 2 and small[-1].view is not None and small[0].view is None
 
 

@@ -26,6 +26,8 @@ from dlm_core.models import hub, registry
 from dlm_core.models.hub import DreamAdapter, LLaDAAdapter, MaskedLMAdapter, ModelRefusedError
 from ui import hosting
 
+pytestmark = pytest.mark.usefixtures("fresh_registry")  # tests/conftest.py
+
 MLM_BUILDERS = {"bert": build_bert, "roberta": build_roberta, "modernbert": build_modernbert}
 
 
@@ -33,13 +35,6 @@ MLM_BUILDERS = {"bert": build_bert, "roberta": build_roberta, "modernbert": buil
 def mlm_folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlm")
     return {name: build(root / name) for name, build in MLM_BUILDERS.items()}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    registry.clear_cache()
-    yield
-    registry.clear_cache()
 
 
 @pytest.fixture

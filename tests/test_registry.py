@@ -22,14 +22,9 @@ from dlm_core.models.registry import (
     load_model,
 )
 
+pytestmark = pytest.mark.usefixtures("fresh_registry")  # tests/conftest.py
+
 GB = 1024**3
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    registry.clear_cache()
-    yield
-    registry.clear_cache()
 
 
 @pytest.fixture

@@ -155,33 +155,47 @@ def test_matches_dream_sample(alg, steps):
 # -- Fast-dLLM threshold decoding ----------------------------------------------------------------------
 
 
-def fast_dllm_threshold(prompt_ids, gen_length, block_length, threshold):
+def greedy_blockwise(prompt_ids, gen_length, block_length, accept):
+    """Fast-dLLM's loop: block by block, one forward per step, greedy proposals (argmax, [MASK]
+    excluded) committed where ``accept(logits, masked)`` says, until the block has no mask left.
+    Returns the canvas after every step."""
     x = torch.tensor([prompt_ids + [MASK] * gen_length])
     history = []
     for block_start in range(len(prompt_ids), len(prompt_ids) + gen_length, block_length):
-        block_end = block_start + block_length
-        while bool((x[0, block_start:block_end] == MASK).any()):
-            logits = MODEL.logits(x)[0, block_start:block_end].to(torch.float64)
+        block = slice(block_start, block_start + block_length)
+        while bool((x[0, block] == MASK).any()):
+            logits = MODEL.logits(x)[0, block].to(torch.float64)
             logits[..., MASK] = float("-inf")
-            x0 = logits.argmax(-1)
-            p = torch.softmax(logits, -1).gather(-1, x0.unsqueeze(-1)).squeeze(-1)
-            masked = x[0, block_start:block_end] == MASK
-            confidence = torch.where(masked, p, torch.tensor(float("-inf"), dtype=torch.float64))
-            transfer = masked & (confidence > threshold)
-            transfer[confidence.argmax()] = True  # always the most confident: never stalls
-            x[0, block_start:block_end] = torch.where(transfer, x0, x[0, block_start:block_end])
+            masked = x[0, block] == MASK
+            x[0, block] = torch.where(accept(logits, masked), logits.argmax(-1), x[0, block])
             history.append(x[0].tolist())
     return history
+
+
+def assert_matches_step_for_step(config, reference):
+    """Our run on ``PROMPT`` has ``reference``'s canvas after every step, one forward per step."""
+    ours, states = trajectory_tokens(PROMPT, config)
+    assert ours == reference
+    assert states[-1].nfe == len(reference) <= config.gen_length
+
+
+def fast_dllm_threshold(prompt_ids, gen_length, block_length, threshold):
+    def accept(logits, masked):
+        x0 = logits.argmax(-1)
+        p = torch.softmax(logits, -1).gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+        confidence = torch.where(masked, p, torch.tensor(float("-inf"), dtype=torch.float64))
+        transfer = masked & (confidence > threshold)
+        transfer[confidence.argmax()] = True  # always the most confident: never stalls
+        return transfer
+
+    return greedy_blockwise(prompt_ids, gen_length, block_length, accept)
 
 
 @pytest.mark.parametrize(("block_length", "threshold"), [(16, 0.5), (4, 0.3), (8, 0.9)])
 def test_matches_fast_dllm_threshold(block_length, threshold):
     # steps = number of slots: the budget floor is 1 and the rule is exactly Fast-dLLM's
     config = SamplerConfig(gen_length=16, block_length=block_length, strategy="threshold", threshold=threshold)
-    ours, states = trajectory_tokens(PROMPT, config)
-    reference = fast_dllm_threshold(list(MODEL.encode(PROMPT)), 16, block_length, threshold)
-    assert ours == reference
-    assert states[-1].nfe == len(reference) <= 16
+    assert_matches_step_for_step(config, fast_dllm_threshold(list(MODEL.encode(PROMPT)), 16, block_length, threshold))
 
 
 def test_threshold_is_faster_than_one_token_per_step_when_confident():
@@ -391,25 +405,15 @@ def test_diffusers_cumsum_cancellation_and_ours_exact_prefix():
 
 
 def diffusers_entropy_bound_decode(prompt_ids, gen_length, block_length, gamma):
-    x = torch.tensor([prompt_ids + [MASK] * gen_length])
-    history = []
-    for block_start in range(len(prompt_ids), len(prompt_ids) + gen_length, block_length):
-        block_end = block_start + block_length
-        while bool((x[0, block_start:block_end] == MASK).any()):
-            logits = MODEL.logits(x)[0, block_start:block_end].to(torch.float64)
-            logits[..., MASK] = float("-inf")
-            masked = x[0, block_start:block_end] == MASK
-            accepted = torch.zeros_like(masked)
-            accepted[masked] = diffusers_accepts(logits[masked], gamma)
-            x[0, block_start:block_end] = torch.where(accepted, logits.argmax(-1), x[0, block_start:block_end])
-            history.append(x[0].tolist())
-    return history
+    def accept(logits, masked):
+        accepted = torch.zeros_like(masked)
+        accepted[masked] = diffusers_accepts(logits[masked], gamma)
+        return accepted
+
+    return greedy_blockwise(prompt_ids, gen_length, block_length, accept)
 
 
 @pytest.mark.parametrize(("block_length", "gamma"), [(16, 0.1), (8, 1.0), (4, 0.0), (16, 5.0)])
 def test_entropy_bound_decoding_matches_a_diffusers_driven_loop(block_length, gamma):
     config = SamplerConfig(gen_length=16, block_length=block_length, strategy="entropy_bound", gamma=gamma)
-    ours, states = trajectory_tokens(PROMPT, config)
-    reference = diffusers_entropy_bound_decode(list(MODEL.encode(PROMPT)), 16, block_length, gamma)
-    assert ours == reference
-    assert states[-1].nfe == len(reference) <= 16
+    assert_matches_step_for_step(config, diffusers_entropy_bound_decode(list(MODEL.encode(PROMPT)), 16, block_length, gamma))
