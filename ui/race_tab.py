@@ -380,8 +380,7 @@ def create_ui() -> dict[str, Any]:
                                    info="Diffusion commits every token it is at least this sure of (at least one per pass).")
         c["gamma"] = named_field(gr.Slider, "race-gamma", gamma.widget.low, gamma.widget.high, value=defaults["gamma"],
                                  step=gamma.widget.step, label=gamma.label, visible=shown["gamma"],
-                                 info="Diffusion commits its surest tokens while their summed doubt stays under γ: "
-                                 "larger = more tokens per pass.")
+                                 info="Summed doubt allowed per pass: larger = more tokens per pass.")
         c["cache"] = gr.Radio(CACHE_CHOICES, value=defaults["cache"], label="Diffusion cache",
                               info="Reuse the network's work on unchanged text (approximate; refreshed every block).")
         c["temperature"] = named_field(gr.Slider, "race-temperature", 0.0, 2.0, value=defaults["temperature"], step=0.1, label="Temperature",
