@@ -14,6 +14,10 @@ import os
 import pytest
 from hypothesis import settings
 
+# Importing torch, transformers and gradio creates millions of long-lived objects; without this every
+# few thousand of them start a full collection that walks them all again (~1.5 s of the imports).
+# Collection comes back on, with those objects frozen, once the tests are collected (below).
+gc.disable()
 # Subprocesses started by tests (CLI, app) use the millisecond-fast untrained model unless a test says
 # otherwise; the built-in models are exercised by their own tests.
 os.environ.setdefault("DIFFUSION_CANVAS_MODEL", "tiny-random")
@@ -32,11 +36,16 @@ def pytest_configure(config):
         settings.load_profile("everyday")
 
 
-def pytest_collection_finish(session):
-    """Everything imported so far (torch, transformers, gradio: millions of objects) lives until the
-    end; freezing it keeps each full ``gc.collect`` (the model registry runs one per eviction) from
-    walking it again: about 0.3 s per collection otherwise."""
-    gc.freeze()
+@pytest.hookimpl(wrapper=True)
+def pytest_collection(session):
+    """Everything imported while collecting (torch, transformers, gradio) lives until the end; freezing
+    it keeps each full ``gc.collect`` (the model registry runs one per eviction) from walking it again:
+    about 0.3 s per collection otherwise. The tests run with the garbage collector on."""
+    try:
+        return (yield)
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 @pytest.fixture
