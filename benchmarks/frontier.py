@@ -50,6 +50,14 @@ import torch  # noqa: E402
 
 from dlm_core.bench import timed_median, warm_up  # noqa: E402
 from dlm_core.evaluate import SAMPLE_PROMPTS, text_quality  # noqa: E402
+from dlm_core.frontier import (  # noqa: E402
+    MAX_KNOWN_WORD_DROP,
+    MAX_PPL_RATIO,
+    MAX_REPEATED_4GRAMS,
+    MIN_ENTROPY_RATIO,
+    quality_shortfalls,
+    reference_row,
+)
 from dlm_core.models.builtin import ASSETS_DIR, BUILTIN_ORDER_TEMPERATURE, load_canvas  # noqa: E402
 from dlm_core.quality import known_word_share  # noqa: E402
 from dlm_core.sampler import SamplerConfig  # noqa: E402
@@ -105,16 +113,21 @@ def markdown(report: dict) -> str:
         f"median of {meta['repeats']} timed runs after a warm-up; {meta['machine']}, {meta['threads']} threads.",
         "",
         "| model | setting | tokens/forward | gen PPL (AR twin) | token entropy | repeated 4-grams | known words "
-        "| wall s | ms/forward | speed vs AR |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| wall s | ms/forward | speed vs AR | quality targets |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
+    reference = reference_row(report)
     for row in [report["ar"], *report["rows"]]:
         speed = f"{row['speedup_vs_ar']:.2f}x" if "speedup_vs_ar" in row else "1.00x"
+        missed = quality_shortfalls(row, reference) if reference else ["no reference"]
         lines.append(
             f"| {row['model']} | {row['setting']} | {row['tokens_per_forward']:.2f} | {row['gen_ppl_under_ar']:.1f} | "
             f"{row['token_entropy']:.2f} | {row['repeated_4gram_share']:.1%} | {row['known_word_share']:.1%} | "
-            f"{row['wall_s']:.2f} | {row['ms_per_forward']:.1f} | {speed} |"
+            f"{row['wall_s']:.2f} | {row['ms_per_forward']:.1f} | {speed} | {'; '.join(missed) or 'met'} |"
         )
+    lines += ["", "Quality targets (``dlm_core.frontier``), against the first model decoding one token per step: "
+              f"gen PPL <= {MAX_PPL_RATIO:g}x, token entropy >= {MIN_ENTROPY_RATIO:g}x, repeated 4-grams <= "
+              f"{MAX_REPEATED_4GRAMS:.0%}, known words at most {MAX_KNOWN_WORD_DROP * 100:g} points fewer."]
     return "\n".join(lines) + "\n"
 
 

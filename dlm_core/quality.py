@@ -93,3 +93,4 @@ def known_word_share(text: str, vocabulary: frozenset[str] | None = None) -> flo
     found = words(text)
     vocabulary = training_vocabulary() if vocabulary is None else vocabulary
     return sum(word in vocabulary for word in found) / len(found) if found else math.nan
+

@@ -53,12 +53,11 @@ def test_ar_race_uses_the_twin_from_the_registry():
     assert diffusion.kind == "diffusion" and setup.ar_lane == 0 and setup.featured == 1
 
 
-def test_race_starts_with_the_configured_model_else_the_parallel_trained_one(monkeypatch):
+def test_race_starts_with_the_configured_model_else_the_frontiers_winner(monkeypatch):
     assert race_tab.default_race_model() == "tiny-random"  # conftest's DIFFUSION_CANVAS_MODEL
     monkeypatch.setenv("DIFFUSION_CANVAS_MODEL", "")
-    raceable = [key for _, key in race_tab.race_models()]
-    expected = "canvas-parallel" if "canvas-parallel" in raceable else registry.DEFAULT_MODEL
-    assert race_tab.default_race_model() == expected
+    assert race_tab.default_race_model() == registry.DEFAULT_MODEL
+    assert race_tab.default_race_model(winner="tiny-random") == "tiny-random"
     monkeypatch.setattr(race_tab, "race_models", lambda: [("x", "tiny-random")])
     assert race_tab.default_race_model() == "tiny-random"  # neither installed: the first raceable
 
@@ -71,9 +70,21 @@ def test_ar_race_with_the_entropy_budget_rule():
 
 
 def test_only_the_chosen_rules_setting_is_shown():
-    assert race_tab.controls_shown("ar", "threshold") == {"rule": True, "threshold": True, "gamma": False}
-    assert race_tab.controls_shown("ar", "entropy_bound") == {"rule": True, "threshold": False, "gamma": True}
-    assert race_tab.controls_shown("strategies", "threshold") == {"rule": False, "threshold": True, "gamma": True}
+    off = {"threshold": False, "gamma": False, "per_step": False}
+    assert race_tab.controls_shown("ar", "threshold") == {**off, "rule": True, "threshold": True}
+    assert race_tab.controls_shown("ar", "entropy_bound") == {**off, "rule": True, "gamma": True}
+    assert race_tab.controls_shown("ar", "low_confidence") == {**off, "rule": True, "per_step": True}
+    assert race_tab.controls_shown("strategies", "threshold") == {**off, "rule": False, "threshold": True, "gamma": True}
+
+
+def test_ar_race_with_a_fixed_number_of_tokens_per_pass():
+    setup = race_tab.race_lanes("ar", "Hi", 30, "dual", 0.5, 1.0, 1, model="tiny-random", rule="low_confidence", per_step=4)
+    config = setup.lanes[1].config
+    assert (config.strategy, config.steps, config.block_length, config.cache) == ("low_confidence", 8, 30, "dual")
+    assert "4 tokens per pass" in setup.lanes[1].label
+    states = list(race_tab.race(setup.lanes))
+    final = states[-1][1].state
+    assert final.done and final.nfe == 8  # ceil(30 / 4) passes, at most 4 tokens each
 
 
 def test_a_model_without_twin_cannot_race_its_twin():
@@ -181,24 +192,29 @@ def frontier_report(*rows, **meta):
             "rows": [{"setting": "s", "tokens_per_forward": 2.0, **row} for row in rows]}
 
 
-def test_race_starts_at_the_frontiers_best_quality_win():
+def row(model, strategy, value, speedup, ppl=50.0, entropy=4.2, repeats=0.05, known=0.88):
+    return {"model": model, "strategy": strategy, "value": value, "speedup_vs_ar": speedup, "gen_ppl_under_ar": ppl,
+            "token_entropy": entropy, "repeated_4gram_share": repeats, "known_word_share": known}
+
+
+def test_race_starts_at_the_fastest_win_that_meets_the_quality_targets():
     report = frontier_report(
-        {"model": "m", "strategy": "threshold", "value": 0.3, "speedup_vs_ar": 1.6, "gen_ppl_under_ar": 30.0},
-        {"model": "m", "strategy": "threshold", "value": 0.52, "speedup_vs_ar": 1.2, "gen_ppl_under_ar": 20.0},
-        {"model": "m", "strategy": "threshold", "value": 0.9, "speedup_vs_ar": 0.5, "gen_ppl_under_ar": 10.0},
-        {"model": "m", "strategy": "entropy_bound", "value": 2.0, "speedup_vs_ar": 3.0, "gen_ppl_under_ar": 5.0},
-        {"model": "other", "strategy": "threshold", "value": 0.1, "speedup_vs_ar": 5.0, "gen_ppl_under_ar": 1.0},
+        row("m", "low_confidence", 1.0, 0.2),  # the reference: the first model, one token per step
+        row("m", "low_confidence", 4.0, 1.3, ppl=60.0),  # a win, within 1.25x gen PPL
+        row("m", "low_confidence", 8.0, 2.5, ppl=180.0),  # faster, but its text misses the targets
+        row("m", "threshold", 0.3, 1.6, repeats=0.4),  # faster, but loops
+        row("m", "threshold", 0.52, 1.2),
+        row("m", "entropy_bound", 2.0, 0.9),  # no win
+        row("other", "threshold", 0.1, 5.0),  # not raceable
     )
     settings, model, sentence = race_tab.frontier_win(report, ["m"])
-    # the lowest perplexity among the wins of a raceable model, whichever rule
-    assert model == "m" and settings["rule"] == "entropy_bound" and settings["gamma"] == 2.0
-    assert "entropy budget γ 2" in sentence
-    report["rows"] = [row for row in report["rows"] if row["strategy"] == "threshold"]
+    assert model == "m" and settings["rule"] == "low_confidence" and settings["per_step"] == 4
+    assert "4 tokens per pass" in sentence and "1.30x" in sentence and "test box" in sentence
+    report["rows"] = [r for r in report["rows"] if r["strategy"] != "low_confidence" or r["value"] == 1.0]
     settings, model, sentence = race_tab.frontier_win(report, ["m"])
-    # among threshold wins: on the threshold slider's 0.05 grid
+    # the threshold win, on the threshold slider's 0.05 grid
     assert model == "m" and settings["rule"] == "threshold" and settings["threshold"] == 0.5
     assert (settings["length"], settings["cache"], settings["temperature"]) == (256, "dual", 1.0)
-    assert "1.20x" in sentence and "test box" in sentence
     settings, model, sentence = race_tab.frontier_win(report, ["nothing-raceable"])
     assert model is None and settings == race_tab.RACE_DEFAULTS and "No setting" in sentence
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import gradio as gr
 from gradio.components.plot import PlotData
 
 from dlm_core import bench, speed
+from dlm_core.frontier import quality_shortfalls, reference_row
 from dlm_core.models import registry
 from dlm_core.race import Lane, LaneState, race
 from dlm_core.sampler import SamplerConfig
@@ -34,7 +34,7 @@ from . import ASSETS
 from .errors import guarded, read_input, user_error
 from .limits import INFERENCE_CONCURRENCY, MAX_PROMPT_CHARS, MAX_RUN_SECONDS
 from .models import FALLBACK_MODEL, default_model_key, get_model, model_note_html
-from .settings import CACHE_CHOICES, STRATEGY_LABELS, named_field
+from .settings import CACHE_CHOICES, START_VALUES, STRATEGY_LABELS, named_field
 from .streaming import plot
 
 log = logging.getLogger("diffusion_canvas")
@@ -45,12 +45,12 @@ RACE_FRAME_SECONDS = 0.1  # at most ~10 canvas updates a second per race: the ey
 BENCH_JSON = ASSETS / "bench.json"
 FRONTIER_JSON = ASSETS / "frontier.json"  # written by python benchmarks/frontier.py
 CACHE_TEXT = {"off": "no cache", "prefix": "prefix cache", "dual": "dual cache"}
-PREFERRED_RACE_MODEL = "canvas-parallel"
 # The race's starting settings, in one place (the benchmark's frontier says where diffusion can win).
-RACE_DEFAULTS = {"rule": "threshold", "length": 128, "threshold": 0.5, "gamma": 1.0, "cache": "dual", "temperature": 1.0,
-                 "seed": 0}
+RACE_DEFAULTS = {"rule": "threshold", "length": 128, "threshold": 0.5, "gamma": 1.0, "per_step": 4, "cache": "dual",
+                 "temperature": 1.0, "seed": 0}
 # How the diffusion lane of an AR race picks how many tokens to commit per pass.
-RACE_RULES = (("Confidence threshold (Fast-dLLM)", "threshold"), ("Entropy budget (EB-sampler)", "entropy_bound"))
+RACE_RULES = (("Confidence threshold (Fast-dLLM)", "threshold"), ("Entropy budget (EB-sampler)", "entropy_bound"),
+              ("Fixed tokens per pass (LLaDA, most confident first)", "low_confidence"))
 WAITING_HTML = '<div class="dc-race-explain">Measuring what one forward pass costs here…</div>'
 
 
@@ -75,13 +75,12 @@ def race_models() -> list[tuple[str, str]]:
 def default_race_model(winner: str | None = None) -> str:
     """The diffusion model a race starts with: the server's model when it was chosen (the
     environment names one with a twin, e.g. tiny-random in tests), else the model of the measured
-    frontier's win (``winner``), else the parallel-trained model when it is installed (it commits the
-    most tokens per pass: the race's fairest chance to show a diffusion win), else the registry's default."""
+    frontier's win (``winner``), else the registry's default."""
     keys = [key for _, key in race_models()]
     configured = default_model_key()
     if configured != registry.DEFAULT_MODEL and configured in keys:
         return configured
-    for key in (winner, PREFERRED_RACE_MODEL, registry.DEFAULT_MODEL):
+    for key in (winner, registry.DEFAULT_MODEL):
         if key in keys:
             return key
     return keys[0]
@@ -89,21 +88,23 @@ def default_race_model(winner: str | None = None) -> str:
 
 def frontier_win(report: Mapping[str, Any], raceable: Sequence[str]) -> tuple[dict[str, Any], str | None, str]:
     """(race settings, model, sentence): where the measured frontier found a diffusion win over the
-    AR twin (``speedup_vs_ar`` > 1) with a rule the race's diffusion lane can use (``RACE_RULES``)
-    and a model the race can run, the best-quality win (lowest generative perplexity) becomes the
-    race's starting point, so the defaults show a win wherever the benchmark found one. Otherwise
-    ``RACE_DEFAULTS``, no model, and a sentence saying no setting won."""
+    AR twin (``speedup_vs_ar`` > 1) with a rule the race's diffusion lane can use (``RACE_RULES``),
+    a model the race can run and text that meets the quality targets (``dlm_core.frontier``; a fast
+    run that loops is no win), the fastest such win becomes the race's starting point, so the
+    defaults show a win wherever the benchmark found one. Otherwise ``RACE_DEFAULTS``, no model,
+    and a sentence saying no setting won."""
     meta = report.get("meta") or {}
+    reference = reference_row(report)
     wins = [
         row for row in report.get("rows") or []
         if row.get("strategy") in [rule for _, rule in RACE_RULES] and row.get("model") in raceable and "value" in row
-        and float(row.get("speedup_vs_ar", 0)) > 1
+        and float(row.get("speedup_vs_ar", 0)) > 1 and (reference is None or not quality_shortfalls(row, reference))
     ]
     if not wins:
         return dict(RACE_DEFAULTS), None, (
             "No setting in this frontier beat the autoregressive twin's wall time on the machine that measured it; "
             "the race starts at its usual settings.")
-    best = min(wins, key=lambda row: float(row.get("gen_ppl_under_ar", math.inf)))
+    best = max(wins, key=lambda row: float(row["speedup_vs_ar"]))
     length = int(meta.get("length", RACE_DEFAULTS["length"]))
     settings = {
         **RACE_DEFAULTS,
@@ -113,13 +114,16 @@ def frontier_win(report: Mapping[str, Any], raceable: Sequence[str]) -> tuple[di
         "temperature": min(2.0, max(0.0, float(meta.get("temperature", RACE_DEFAULTS["temperature"])))),
     }
     value = float(best["value"])
-    if best["strategy"] == "threshold":  # onto the sliders' grids (0.05 and 0.1) and ranges
+    if best["strategy"] == "low_confidence":  # the frontier's value is its tokens per step
+        settings["per_step"] = min(16, max(1, round(value)))
+    elif best["strategy"] == "threshold":  # onto the sliders' grids (0.05 and 0.1) and ranges
         settings["threshold"] = min(1.0, max(0.05, round(round(value / 0.05) * 0.05, 2)))
     else:
         settings["gamma"] = min(10.0, max(0.0, round(value, 1)))
     sentence = (
         f"The race starts where this frontier measured a diffusion win: {best['model']}, "
-        f"{rule_text(settings['rule'], settings['threshold'], settings['gamma'])}, {settings['length']} tokens, "
+        f"{rule_text(settings['rule'], settings['threshold'], settings['gamma'], settings['per_step'])}, "
+        f"{settings['length']} tokens, "
         f"{CACHE_TEXT[settings['cache']]} "
         f"({float(best['speedup_vs_ar']):.2f}x the AR twin's speed on {meta.get('machine', 'the machine that measured it')})."
     )
@@ -141,8 +145,11 @@ def race_start() -> tuple[dict[str, Any], str, str]:
     return settings, default_race_model(winner), sentence
 
 
-def rule_text(rule: str, threshold: float, gamma: float) -> str:
-    """The diffusion lane's rule in words: "confidence threshold 0.5" or "entropy budget γ 1"."""
+def rule_text(rule: str, threshold: float, gamma: float, per_step: int = RACE_DEFAULTS["per_step"]) -> str:
+    """The diffusion lane's rule in words: "confidence threshold 0.5", "entropy budget γ 1" or
+    "4 tokens per pass, most confident first"."""
+    if rule == "low_confidence":
+        return f"{per_step} tokens per pass, most confident first"
     return f"confidence threshold {threshold:g}" if rule == "threshold" else f"entropy budget γ {gamma:g}"
 
 
@@ -160,10 +167,12 @@ def load_twin(key: str, fell_back: bool) -> Any:
 
 def race_lanes(mode: str, prompt: str, length: int, cache: str, threshold: float, temperature: float, seed: int,
                gamma: float = RACE_DEFAULTS["gamma"], model: str | None = None,
-               rule: str = RACE_DEFAULTS["rule"]) -> RaceSetup:
+               rule: str = RACE_DEFAULTS["rule"], per_step: int = RACE_DEFAULTS["per_step"]) -> RaceSetup:
     """The contestants for the chosen mode: the diffusion ``model`` (default: the app's) through the
     registry like the Canvas tab, and its AR twin as the registry names it (``ModelSpec.ar_twin``).
-    In an AR race the diffusion lane commits by ``rule`` (``RACE_RULES``), in blocks, with ``cache``."""
+    In an AR race the diffusion lane commits by ``rule`` (``RACE_RULES``), in blocks, with ``cache``:
+    adaptively (threshold, entropy_bound: ``steps`` is only a budget) or ``per_step`` tokens at every
+    pass (low_confidence with ceil(length / per_step) steps and the app's order temperature)."""
     block = min(32, length)
     key = model or default_model_key()
     diffusion, note = get_model(key)
@@ -172,15 +181,19 @@ def race_lanes(mode: str, prompt: str, length: int, cache: str, threshold: float
     common = {"gen_length": length, "temperature": temperature, "top_p": 0.95 if temperature > 0 else None, "seed": seed}
 
     def blocked(strategy: str) -> SamplerConfig:  # a parallel rule, semi-autoregressive, with the cache
-        return SamplerConfig(**common, steps=length, block_length=block, strategy=strategy, threshold=threshold,
-                             gamma=gamma, cache=None if cache == "off" else cache)
+        if strategy == "low_confidence":
+            fixed = {"steps": -(-length // per_step), "order_temperature": START_VALUES["order_temperature"]}
+        else:
+            fixed = {"steps": length, "threshold": threshold, "gamma": gamma}
+        return SamplerConfig(**common, **fixed, block_length=block, strategy=strategy,
+                             cache=None if cache == "off" else cache)
 
     if mode == "ar":
         ar = load_twin(key, bool(note))
         lanes = [
             Lane("Autoregressive twin · one token per forward pass (KV cache)", ar, prompt,
                  SamplerConfig(**common, strategy="left_to_right")),
-            Lane(f"Diffusion · {rule_text(rule, threshold, gamma)}, blocks of {block}, {CACHE_TEXT[cache]}", diffusion,
+            Lane(f"Diffusion · {rule_text(rule, threshold, gamma, per_step)}, blocks of {block}, {CACHE_TEXT[cache]}", diffusion,
                  prompt, blocked(rule)),
         ]
         return RaceSetup(lanes, note, ar_lane=0, ar_model=ar, featured=1)
@@ -268,8 +281,9 @@ def controls_shown(mode: str, rule: str) -> dict[str, bool]:
     """Which of the rule's controls apply: an AR race uses its one rule's setting; the strategies
     race has a threshold lane and an entropy_bound lane, so both settings and no rule choice."""
     if mode == "strategies":
-        return {"rule": False, "threshold": True, "gamma": True}
-    return {"rule": True, "threshold": rule == "threshold", "gamma": rule == "entropy_bound"}
+        return {"rule": False, "threshold": True, "gamma": True, "per_step": False}
+    return {"rule": True, "threshold": rule == "threshold", "gamma": rule == "entropy_bound",
+            "per_step": rule == "low_confidence"}
 
 
 def race_lane_html(lane: Lane, view: RunView, lane_state: LaneState, finish_rank: int | None, verdict: str = "") -> str:
@@ -381,6 +395,9 @@ def create_ui() -> dict[str, Any]:
         c["gamma"] = named_field(gr.Slider, "race-gamma", gamma.widget.low, gamma.widget.high, value=defaults["gamma"],
                                  step=gamma.widget.step, label=gamma.label, visible=shown["gamma"],
                                  info="Summed doubt allowed per pass: larger = more tokens per pass.")
+        c["per_step"] = named_field(gr.Slider, "race-per-step", 1, 16, value=defaults["per_step"], step=1,
+                                    label="Tokens per pass", visible=shown["per_step"],
+                                    info="Diffusion writes exactly this many tokens per pass, the ones it is surest of.")
         c["cache"] = gr.Radio(CACHE_CHOICES, value=defaults["cache"], label="Diffusion cache",
                               info="Reuse the network's work on unchanged text (approximate; refreshed every block).")
         c["temperature"] = named_field(gr.Slider, "race-temperature", 0.0, 2.0, value=defaults["temperature"], step=0.1, label="Temperature",
@@ -426,21 +443,21 @@ def create_ui() -> dict[str, Any]:
 def create_events(c: dict[str, Any]) -> None:
     """Start (streams every lane), Stop, Measure here, and the mode showing its own settings."""
     inputs = [c["prompt"], c["mode"], c["length"], c["threshold"], c["cache"], c["temperature"], c["seed"],
-              c["gamma"], c["model"], c["rule"]]
+              c["gamma"], c["model"], c["rule"], c["per_step"]]
     columns = [column for column, _ in c["lanes"]]
     lane_html = [lane for _, lane in c["lanes"]]
 
     @guarded
-    def start(prompt, mode, length, threshold, cache, temperature, seed, gamma, model, rule):
+    def start(prompt, mode, length, threshold, cache, temperature, seed, gamma, model, rule, per_step=RACE_DEFAULTS["per_step"]):
         # The inputs arrive unprocessed (``preprocess=False``): each is checked by its widget here.
-        raw = (prompt, mode, length, threshold, cache, temperature, seed, gamma, model, rule)
-        prompt, mode, length, threshold, cache, temperature, seed, gamma, model, rule = (
+        raw = (prompt, mode, length, threshold, cache, temperature, seed, gamma, model, rule, per_step)
+        prompt, mode, length, threshold, cache, temperature, seed, gamma, model, rule, per_step = (
             read_input(component, value) for component, value in zip(inputs, raw, strict=True)
         )
         if not isinstance(prompt, str) or len(prompt) > MAX_PROMPT_CHARS:
             raise user_error("prompt", f"must be text of at most {MAX_PROMPT_CHARS} characters")
         setup = race_lanes(mode, prompt, int(length), cache, float(threshold), float(temperature), int(seed or 0),
-                           float(gamma), model, rule)
+                           float(gamma), model, rule, int(per_step))
         lanes = setup.lanes
         views = [RunView.for_model(lane.model, lane.prompt, lane.config, label=lane.label) for lane in lanes]
         snapshots = race(lanes)
@@ -484,7 +501,7 @@ def create_events(c: dict[str, Any]) -> None:
 
     def controls_changed(mode: str, rule: str):
         shown = controls_shown(mode, rule)
-        return [gr.update(visible=shown[name]) for name in ("rule", "threshold", "gamma")]
+        return [gr.update(visible=shown[name]) for name in ("rule", "threshold", "gamma", "per_step")]
 
     @guarded
     def measure(model):
@@ -498,7 +515,8 @@ def create_events(c: dict[str, Any]) -> None:
     )
     c["stop"].click(None, None, None, cancels=[event])
     for control in (c["mode"], c["rule"]):
-        control.change(controls_changed, [c["mode"], c["rule"]], [c["rule"], c["threshold"], c["gamma"]], queue=False,
+        control.change(controls_changed, [c["mode"], c["rule"]], [c["rule"], c["threshold"], c["gamma"], c["per_step"]],
+                       queue=False,
                        show_progress="hidden", api_visibility="private")
     c["measure"].click(measure, [c["model"]], [c["bench_plot"], c["bench_note"]], api_name="measure",
                        concurrency_limit=INFERENCE_CONCURRENCY, concurrency_id="inference")

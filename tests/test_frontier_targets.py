@@ -1,0 +1,23 @@
+"""dlm_core.frontier: the quality bar for parallel decoding, each target able to fail on its own."""
+
+from dlm_core.frontier import quality_shortfalls, reference_row
+
+REFERENCE = {"gen_ppl_under_ar": 40.0, "token_entropy": 4.0, "repeated_4gram_share": 0.05, "known_word_share": 0.9}
+
+
+def test_each_target_fails_alone_and_the_bounds_are_inclusive():
+    assert quality_shortfalls(REFERENCE, REFERENCE) == []
+    edge = {"gen_ppl_under_ar": 50.0, "token_entropy": 3.6, "repeated_4gram_share": 0.10, "known_word_share": 0.88}
+    assert quality_shortfalls(edge, REFERENCE) == []
+    for key, value, word in (("gen_ppl_under_ar", 50.1, "PPL"), ("token_entropy", 3.59, "entropy"),
+                             ("repeated_4gram_share", 0.11, "4-grams"), ("known_word_share", 0.87, "known")):
+        missed = quality_shortfalls({**edge, key: value}, REFERENCE)
+        assert len(missed) == 1 and word in missed[0]
+
+
+def test_reference_is_the_first_models_one_token_per_step_row():
+    one = {"model": "a", "strategy": "low_confidence", "value": 1.0}
+    rows = [{"model": "a", "strategy": "threshold", "value": 0.9}, {"model": "b", **{k: v for k, v in one.items() if k != "model"}}, one]
+    assert reference_row({"rows": rows}) is one
+    assert reference_row({"rows": rows[:2]}) is None
+    assert reference_row({}) is None
