@@ -51,7 +51,7 @@ from .autoregressive import check_autoregressive, decode_autoregressive_batch
 from .cache import CachedForward
 from .config import ConfigError, SamplerConfig, steps_range
 from .prompt import EncodedPrompt, PromptError, encode_prompt
-from .sampling import gumbel_argmax, truncate
+from .sampling import gumbel_argmax, truncate, truncates
 from .schedule import allocate_steps, dream_timesteps, split_blocks
 from .strategies import STRATEGIES, Selection, StepContext, top_k_mask
 
@@ -286,8 +286,8 @@ class _Run:
         """One model step for every row that still has masks (RNG draws (a), (b), (c) in that order)."""
         window = self._window()
         logits = self._forward(window, step)
-        proposal = self._propose(logits)  # draw (a)
         candidates = self.masked[window.rows].gather(1, window.positions) & window.in_block
+        proposal = self._propose(logits, candidates)  # draw (a)
         selection = self._choose(window, proposal, candidates)  # draw (b)
         transfer, remask = self._remask(window, candidates, selection)  # draw (c)
         prob = self._apply(window, proposal, candidates, transfer, remask)
@@ -327,13 +327,20 @@ class _Run:
             raise FloatingPointError(f"model {self.model.name!r} returned NaN or infinite logits at step {step}")
         return logits
 
-    def _propose(self, logits: torch.Tensor) -> _Proposal:
-        """x0 per window slot from the truncated logits; probabilities before and after truncation."""
+    def _propose(self, logits: torch.Tensor, candidates: torch.Tensor) -> _Proposal:
+        """x0 per masked window slot from the truncated logits; probabilities before and after truncation.
+
+        Only masked slots are ever proposed, so truncation and the Gumbel-max argmax run on those rows
+        alone (elsewhere ``logits``/``probs`` stay untruncated and x0 is unused); the Gumbel draw still
+        covers the whole window, so the RNG stream is the one the module docstring specifies."""
         config = self.config
-        filtered = truncate(logits, config.temperature, config.top_k, config.top_p)
-        probs = filtered.softmax(-1)
-        model_probs = probs if filtered is logits else logits.softmax(-1)
-        x0 = gumbel_argmax(filtered, config.temperature, self.generator)
+        model_probs = logits.softmax(-1)
+        filtered, probs = logits, model_probs
+        if truncates(config.top_k, config.top_p):
+            filtered, probs = logits.clone(), model_probs.clone()
+            filtered[candidates] = truncate(logits[candidates], config.temperature, config.top_k, config.top_p)
+            probs[candidates] = filtered[candidates].softmax(-1)
+        x0 = gumbel_argmax(filtered, config.temperature, self.generator, where=candidates)
         topk = model_probs.topk(min(TOPK, model_probs.shape[-1]), dim=-1) if config.record_topk else None
         return _Proposal(filtered, probs, model_probs, x0, topk)
 

@@ -10,9 +10,14 @@ from __future__ import annotations
 import torch
 
 
+def truncates(top_k: int | None, top_p: float | None) -> bool:
+    """Whether ``truncate`` drops anything with these settings (top-k on, or top-p below 1)."""
+    return top_k is not None or (top_p is not None and top_p < 1.0)
+
+
 def truncate(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
     """Top-p then top-k (Dream's order) on logits / T (logits at T = 0); dropped tokens become -inf."""
-    if top_k is None and (top_p is None or top_p >= 1.0):
+    if not truncates(top_k, top_p):
         return logits
     scaled = logits / temperature if temperature > 0 else logits
     keep = torch.ones_like(logits, dtype=torch.bool)
@@ -29,13 +34,26 @@ def truncate(logits: torch.Tensor, temperature: float, top_k: int | None, top_p:
     return logits.masked_fill(~keep, float("-inf"))
 
 
-def gumbel_argmax(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
+def gumbel_argmax(
+    logits: torch.Tensor, temperature: float, generator: torch.Generator, where: torch.Tensor | None = None
+) -> torch.Tensor:
     """Sample from softmax(logits / T) by LLaDA's float64 Gumbel-max: argmax exp(l) / (-log U)^T.
 
     ``logits`` must be float64. Shifting by the row max keeps exp() finite without moving the argmax.
+    ``where`` (bool, logits' shape without the vocabulary): sample only those rows (others get the
+    plain argmax); one uniform per token of every row is drawn all the same, so the RNG stream does
+    not depend on ``where``.
     """
     if temperature == 0:
         return logits.argmax(-1)
     uniform = torch.rand(logits.shape, generator=generator, dtype=torch.float64, device=logits.device)
+    if where is None:
+        return _gumbel_max(logits, uniform, temperature)
+    x0 = logits.argmax(-1)
+    x0[where] = _gumbel_max(logits[where], uniform[where], temperature)
+    return x0
+
+
+def _gumbel_max(logits: torch.Tensor, uniform: torch.Tensor, temperature: float) -> torch.Tensor:
     shifted = torch.exp(logits - logits.amax(-1, keepdim=True))
     return (shifted / (-torch.log(uniform)) ** temperature).argmax(-1)
