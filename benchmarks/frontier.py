@@ -20,7 +20,8 @@ entropy, repeated 4-grams), the share of generated words that occur in the train
 (``dlm_core.quality.known_word_share``), and wall time against the AR twin with its KV cache
 decoding the same prompts, seeds and length. Timing as in ``python -m dlm_core.bench``: one untimed
 warm-up run per setting, each sample timed ``--repeats`` times (median), the mean over samples
-reported, everything under ``torch.inference_mode`` with ``--threads`` threads.
+reported, everything under ``torch.inference_mode`` with ``--threads`` threads. The AR twin is timed
+before and after the sweep and the faster of the two is kept, so it is never the one handicapped.
 
 Writes a markdown table (stdout and ``--out``) and JSON (``--json``) that
 ``dlm_core.viz.frontier.frontier_figure`` draws (tokens per pass vs generative perplexity, one
@@ -192,9 +193,15 @@ def main(argv: list[str] | None = None) -> int:
         for label, strategy, parameter, value, config in settings(args):
             row = {"model": Path(folder).name, "setting": label, "strategy": strategy, "parameter": parameter,
                    "value": value, **measure_setting(model, ar, prompts, config, args)}
-            row["speedup_vs_ar"] = report["ar"]["wall_s"] / row["wall_s"]
             report["rows"].append(row)
             print(json.dumps(row), flush=True)
+    # Never handicap the AR twin: time it again after the sweep and keep the faster of the two runs
+    # (a shared or throttled CPU slows whichever runs first; its samples are the same either way).
+    again = measure_setting(ar, ar, prompts, ar_config, args)
+    if again["wall_s"] < report["ar"]["wall_s"]:
+        report["ar"].update(wall_s=again["wall_s"], ms_per_forward=again["ms_per_forward"])
+    for row in report["rows"]:
+        row["speedup_vs_ar"] = report["ar"]["wall_s"] / row["wall_s"]
     table = markdown(report)
     print("\n" + table)
     for path, text in ((args.out, table), (args.json, json.dumps(report, indent=2) + "\n")):
