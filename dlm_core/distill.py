@@ -282,6 +282,105 @@ def train(args) -> None:
     progress.close()
 
 
+# ------------------------------------------------------------------------------------ model card
+
+CARD = """---
+license: mit
+library_name: transformers
+tags: [diffusion-canvas, shakespeare, masked-diffusion, parallel-decoding]
+---
+
+# {name}
+
+The built-in diffusion model (``canvas-diffusion``) after parallel-decoding training: certainty-forcing
+self-distillation (dParallel, Chen et al. 2025), ``python -m dlm_core.distill``. Same architecture,
+tokenizer and size as ``canvas-diffusion`` (5.9M parameters, bidirectional CanvasLM, context 640).
+
+## Training
+
+| | |
+| --- | --- |
+| start | ``{init}`` (the shipped model) |
+| objective | cross-entropy on the masked slots of the active block + {beta:g} x entropy of the slots the student already predicts correctly; semi-autoregressive blocks of {block}, complementary masks |
+| data | {teacher_fraction:.0%} of batches: continuations of 256 tokens written by the shipped model at the app's sampling ({teacher_rows} continuations from the training plays, ``runs/distill-data``); the rest: windows of the training plays themselves |
+| compute | {steps:,} steps of {batch} examples x 2 masks, {tokens:,} scored tokens, {hours:.2f} h on 1 CPU thread |
+| reproduce | ``python -m dlm_core.distill generate --shards {shards}`` (the shards are committed), then ``python -m dlm_core.distill train`` (resumable: rerunning continues from ``runs/{run}/checkpoint.pt``) and ``python -m dlm_core.distill export`` |
+
+Why this method: of the field's three (certainty forcing, SDTT, consistency distillation), certainty
+forcing costs one student forward per example and needs the teacher only once, to write the data;
+SDTT and consistency distillation run the teacher at every training step and over several rounds,
+which a 2-core CPU cannot afford in one session.
+
+{ablations}
+
+## Held-out metrics (``runs/{run}/log.jsonl``, fixed seeds)
+
+| | start | best (step {best_step}) |
+| --- | ---: | ---: |
+| distillation CE on held-out teacher continuations (nats) | {start[val_ce]:.3f} | {best[val_ce]:.3f} |
+| masked slots the model would commit at confidence > 0.9 | {start[val_confident]:.1%} | {best[val_confident]:.1%} |
+| ... of which correct | {start[val_confident_correct]:.1%} | {best[val_confident_correct]:.1%} |
+| masked-diffusion loss on held-out plays (nats/token) | {start[val_real_diffusion_loss]:.3f} | {best[val_real_diffusion_loss]:.3f} |
+
+## Decoding: the quality-parallelism frontier (``python benchmarks/frontier.py``)
+
+{frontier}
+
+{decision}
+"""
+
+
+def frontier_rows(report: dict, models: tuple[str, ...]) -> str:
+    """The frontier rows of ``models`` (and the AR twin) as a markdown table."""
+    lines = ["| model | setting | tokens/forward | gen PPL (AR twin) | token entropy | repeated 4-grams | known words |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for row in [report["ar"], *(r for r in report["rows"] if r["model"] in models)]:
+        lines.append(f"| {row['model']} | {row['setting']} | {row['tokens_per_forward']:.2f} | {row['gen_ppl_under_ar']:.1f} | "
+                     f"{row['token_entropy']:.2f} | {row['repeated_4gram_share']:.1%} | {row['known_word_share']:.1%} |")
+    return "\n".join(lines)
+
+
+def read_log(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def ablation_lines(run: Path) -> str:
+    """One line per side run kept next to the main log (``log-<name>.jsonl``): first vs last record."""
+    lines = []
+    for path in sorted(run.glob("log-*.jsonl")):
+        log = read_log(path)
+        first, last = log[0], log[-1]
+        lines.append(
+            f"* ``{path.name}``: after {last['step']} steps, committable share {first['val_confident']:.1%} -> "
+            f"{last['val_confident']:.1%}, real-text loss {first['val_real_diffusion_loss']:.3f} -> "
+            f"{last['val_real_diffusion_loss']:.3f} nats (held-out teacher CE {first['val_ce']:.3f} -> {last['val_ce']:.3f})."
+        )
+    return ("Side runs (same metrics; ``log-pilot-teacher-only``: beta 1, lr 2e-4, one teacher shard and no real "
+            "text; ``log-beta2``: beta 2 from this model):\n\n" + "\n".join(lines)) if lines else ""
+
+
+def write_card(args) -> None:
+    folder = Path(args.model)
+    training = json.loads((folder / "training.json").read_text())
+    log = read_log(Path(args.log))
+    best = min(log, key=lambda record: record["val_ce"])
+    report = json.loads(Path(args.frontier).read_text())
+    meta = report["meta"]
+    frontier = (f"{meta['length']} tokens, {len(meta['prompts'])} prompts x {meta['seeds']} seeds, temperature "
+                f"{meta['temperature']:g}, top-p {meta['top_p']}, blocks of {meta['block']}, cache {meta['cache']}.\n\n"
+                + frontier_rows(report, (Path(training["args"]["init"]).name, folder.name)))
+    teacher_rows = sum(shard.shape[0] for shard in load_shards(Path(training["args"]["teacher_data"]), "train"))
+    card = CARD.format(
+        name=folder.name, init=training["args"]["init"], beta=training["args"]["beta"], block=training["args"]["block"],
+        teacher_fraction=training["args"]["teacher_fraction"], teacher_rows=teacher_rows, shards=teacher_rows // SHARD_SIZE,
+        steps=training["step"], batch=training["args"]["batch"], tokens=training["tokens"],
+        hours=training["seconds"] / 3600, run=Path(training["args"]["out"]).name, start=log[0], best=best,
+        best_step=best["step"], frontier=frontier, ablations=ablation_lines(Path(args.log).parent), decision=Path(args.decision).read_text().strip() if args.decision else "",
+    )
+    (folder / "README.md").write_text(card)
+    print(f"wrote {folder / 'README.md'}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dlm_core.distill", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -323,8 +422,13 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--checkpoint", default="runs/canvas-parallel/best.pt")
     e.add_argument("--data", default="runs/data")
     e.add_argument("--out", default="assets/canvas-parallel")
+    c = commands.add_parser("card", help="write the model card from the training log and the frontier benchmark")
+    c.add_argument("--model", default="assets/canvas-parallel")
+    c.add_argument("--log", default="runs/canvas-parallel/log.jsonl")
+    c.add_argument("--frontier", default="runs/frontier.json")
+    c.add_argument("--decision", default="runs/canvas-parallel/decision.md", help="a markdown file with the measured decision (default model or not)")
     args = parser.parse_args(argv)
-    {"generate": generate, "train": train, "export": export}[args.command](args)
+    {"generate": generate, "train": train, "export": export, "card": write_card}[args.command](args)
 
 
 if __name__ == "__main__":

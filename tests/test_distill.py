@@ -100,3 +100,20 @@ def test_generate_then_train_resumes_exactly_and_exports(tmp_path):
     distill.main(["export", "--checkpoint", str(tmp_path / "straight" / "best.pt"), "--data", str(data),
                   "--out", str(tmp_path / "parallel")])
     assert load_canvas(tmp_path / "parallel").kind == "diffusion"
+    # The model card reads every number from the log, the training summary and the frontier report.
+    (tmp_path / "straight" / "log-side.jsonl").write_text((tmp_path / "straight" / "log.jsonl").read_text())
+    figures = {"tokens_per_forward": 2.0, "gen_ppl_under_ar": 61.5, "token_entropy": 4.0, "repeated_4gram_share": 0.05,
+               "known_word_share": 0.9}
+    report = {"meta": {"length": 16, "prompts": ["x"], "seeds": 1, "temperature": 1.0, "top_p": 0.95, "block": 8,
+                       "cache": "dual"},
+              "ar": {"model": "ar", "setting": "AR twin", **figures},
+              "rows": [{"model": "parallel", "setting": "low_confidence 2/step", **figures},
+                       {"model": "unrelated", "setting": "threshold 0.5", **figures}]}
+    (tmp_path / "frontier.json").write_text(json.dumps(report))
+    distill.main(["card", "--model", str(tmp_path / "parallel"), "--log", str(tmp_path / "straight" / "log.jsonl"),
+                  "--frontier", str(tmp_path / "frontier.json")])
+    card = (tmp_path / "parallel" / "README.md").read_text()
+    best = min(log, key=lambda r: r["val_ce"])
+    assert f"best (step {best['step']})" in card and f"{best['val_confident']:.1%}" in card
+    assert "low_confidence 2/step" in card and "61.5" in card and "unrelated" not in card
+    assert "log-side.jsonl" in card and "{" not in card.split("---", 2)[2].replace("{}", "")
