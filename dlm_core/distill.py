@@ -46,7 +46,7 @@ from .models.canvas_lm import CanvasLM
 from .sampler.config import SamplerConfig
 from .sampler.loop import denoise_batch
 from .sampler.prompt import canvas_prompt
-from .train import diffusion_loss, export, learning_rate, load_tokenizer, sample_batch
+from .train import TrainingRun, diffusion_loss, export, learning_rate, load_tokenizer, sample_batch
 
 SHARD_SIZE = 64
 PROMPT_LENGTHS = (8, 16, 32, 64)
@@ -219,25 +219,12 @@ def train(args) -> None:
     state = {"step": 0, "tokens": 0, "seconds": 0.0, "best": float("inf")}
     rng = np.random.default_rng(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
-    if (out / "checkpoint.pt").exists():
-        checkpoint = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        state = checkpoint["state"]
-        rng.bit_generator.state = checkpoint["numpy_rng"]
-        generator.set_state(checkpoint["torch_rng"])
+    run = TrainingRun(model, optimizer, state, rng, generator)
+    if run.resume(out):
         print(f"resumed from step {state['step']}")
 
     def save(path: Path) -> None:
-        torch.save(
-            {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
-                "numpy_rng": rng.bit_generator.state, "torch_rng": generator.get_state(),
-                "config": model.config.to_dict(), "step": state["step"], "args": vars(args),
-            },
-            path.with_suffix(".tmp"),
-        )
-        path.with_suffix(".tmp").replace(path)
+        run.save(path, args)
 
     from tqdm import tqdm
 

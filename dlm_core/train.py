@@ -22,6 +22,7 @@ import json
 import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +176,48 @@ def held_out_loss(model: CanvasLM, objective: str, stream: np.ndarray, args, mas
     return total / args.eval_batches
 
 
+
+@dataclass
+class TrainingRun:
+    """What a resumable run saves and restores: model, optimiser, counters and both RNG streams."""
+
+    model: CanvasLM
+    optimizer: torch.optim.Optimizer
+    state: dict
+    rng: np.random.Generator
+    generator: torch.Generator
+
+    def resume(self, out: Path) -> bool:
+        """Continue from ``out/checkpoint.pt`` if it exists (bit for bit: the RNG states come back too)."""
+        if not (out / "checkpoint.pt").exists():
+            return False
+        checkpoint = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.state.clear()
+        self.state.update(checkpoint["state"])
+        self.rng.bit_generator.state = checkpoint["numpy_rng"]
+        self.generator.set_state(checkpoint["torch_rng"])
+        return True
+
+    def save(self, path: Path, args) -> None:
+        """Write atomically (a temporary file, then a rename), so a killed run never leaves half a file."""
+        torch.save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "state": self.state,
+                "numpy_rng": self.rng.bit_generator.state,
+                "torch_rng": self.generator.get_state(),
+                "config": self.model.config.to_dict(),
+                "step": self.state["step"],
+                "args": vars(args),
+            },
+            path.with_suffix(".tmp"),
+        )
+        path.with_suffix(".tmp").replace(path)
+
+
 def train(args) -> None:
     data_dir, out = Path(args.data), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -194,32 +237,14 @@ def train(args) -> None:
     state = {"step": 0, "tokens": 0, "seconds": 0.0, "best": float("inf"), "bad_evals": 0}
     rng = np.random.default_rng(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
-    if (out / "checkpoint.pt").exists():
-        checkpoint = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        state = checkpoint["state"]
-        rng.bit_generator.state = checkpoint["numpy_rng"]
-        generator.set_state(checkpoint["torch_rng"])
+    run = TrainingRun(model, optimizer, state, rng, generator)
+    if run.resume(out):
         print(f"resumed from step {state['step']} ({state['tokens'] / 1e6:.1f}M tokens)")
     params = sum(p.numel() for p in model.parameters())
     print(f"{args.objective} model: {params / 1e6:.2f}M parameters, context {args.context}")
 
     def save(path: Path) -> None:
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "state": state,
-                "numpy_rng": rng.bit_generator.state,
-                "torch_rng": generator.get_state(),
-                "config": model.config.to_dict(),
-                "step": state["step"],
-                "args": vars(args),
-            },
-            path.with_suffix(".tmp"),
-        )
-        path.with_suffix(".tmp").replace(path)
+        run.save(path, args)
 
     from tqdm import tqdm
 
