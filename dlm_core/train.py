@@ -1,6 +1,8 @@
 """Train the built-in models from scratch: ``python -m dlm_core.train {prepare,train,export}``.
 
-* ``prepare``  plays -> byte-level BPE tokenizer (``tokenizer.json``) + token arrays, under ``--data``.
+* ``prepare``  corpus -> byte-level BPE tokenizer (``tokenizer.json``) + token arrays, under ``--data``;
+  ``--corpus shakespeare`` (the plays, ``runs/data``) or ``python`` (the interpreter's standard library,
+  ``runs/code-data``, with a ``manifest.json`` of files and hashes; ``dlm_core.code_data``).
 * ``train``    one model, ``--objective diffusion`` (LLaDA / MDLM masked diffusion) or ``ar`` (the
   autoregressive twin). Seeded, resumable (``--out`` holds ``checkpoint.pt``; rerunning the same
   command continues), logs loss and held-out metrics to ``log.jsonl``, keeps ``best.pt`` by held-out
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .code_data import collect_stdlib, write_manifest
 from .data import VALIDATION_PLAYS, load_plays, split_plays
 from .models.canvas_lm import CanvasConfig, CanvasLM
 
@@ -75,11 +78,29 @@ def encode_plays(tokenizer, plays: dict[str, str]) -> tuple[np.ndarray, int]:
     return np.asarray(ids, dtype=np.int32), sum(len(text) + 1 for text in plays.values())
 
 
-def prepare(data_dir: Path, vocab_size: int) -> None:
-    train, validation = split_plays(load_plays())
+CORPORA = {"shakespeare": "runs/data", "python": "runs/code-data"}  # corpus -> default data folder
+
+
+def load_corpus(corpus: str, data_dir: Path) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    """(train, validation, held-out names) for a corpus; ``python`` also writes ``manifest.json`` under ``data_dir``."""
+    if corpus == "shakespeare":
+        train, validation = split_plays(load_plays())
+        return train, validation, list(VALIDATION_PLAYS)
+    if corpus == "python":
+        stdlib = collect_stdlib()
+        write_manifest(stdlib, data_dir / "manifest.json")
+        train, validation = stdlib.split()
+        return train, validation, list(validation)
+    raise ValueError(f"corpus must be one of {sorted(CORPORA)}, got {corpus!r}")
+
+
+def prepare(data_dir: Path, vocab_size: int, corpus: str = "shakespeare") -> None:
+    # The stats keep the Shakespeare key names ("validation_plays", "plays") because dlm_core.evaluate reads
+    # them; for the code corpus a "play" is one stdlib module (a path relative to the stdlib).
+    train, validation, held_out = load_corpus(corpus, data_dir)
     tokenizer = train_tokenizer(list(train.values()), vocab_size)
     tokenizer.save_pretrained(data_dir / "tokenizer")
-    stats = {"validation_plays": list(VALIDATION_PLAYS), "vocab_size": len(tokenizer)}
+    stats = {"validation_plays": held_out, "vocab_size": len(tokenizer)}
     for split, plays in (("train", train), ("validation", validation)):
         ids, chars = encode_plays(tokenizer, plays)
         np.save(data_dir / f"{split}.npy", ids)
@@ -322,7 +343,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dlm_core.train", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("prepare", help="build tokenizer and token arrays")
-    p.add_argument("--data", default="runs/data")
+    p.add_argument("--corpus", choices=sorted(CORPORA), default="shakespeare")
+    p.add_argument("--data", default=None, help="output folder (default: runs/data, or runs/code-data for python)")
     p.add_argument("--vocab-size", type=int, default=4096)
     t = commands.add_parser("train", help="train (or resume) one model")
     t.add_argument("--objective", choices=["diffusion", "ar"], required=True)
@@ -355,8 +377,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     random.seed(0)
     if args.command == "prepare":
-        Path(args.data).mkdir(parents=True, exist_ok=True)
-        prepare(Path(args.data), args.vocab_size)
+        data_dir = Path(args.data or CORPORA[args.corpus])
+        data_dir.mkdir(parents=True, exist_ok=True)
+        prepare(data_dir, args.vocab_size, args.corpus)
     elif args.command == "train":
         train(args)
     else:
