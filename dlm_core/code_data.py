@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 import platform
 import sysconfig
 from dataclasses import dataclass, field
@@ -78,10 +79,24 @@ def is_held_out(relative_path: str) -> bool:
     return int.from_bytes(digest[:8], "big") % 1000 < VALIDATION_PERMILLE
 
 
+def walk_python_files(root: Path) -> tuple[list[Path], list[str]]:
+    """(every ``.py`` under ``root`` outside ``EXCLUDED_DIRS``, the excluded directories), both sorted, relative.
+
+    The excluded directories are pruned, not filtered afterwards: ``site-packages`` alone can hold tens of
+    thousands of files (torch, transformers), and walking them would dominate ``prepare``.
+    """
+    paths: list[Path] = []
+    pruned: list[str] = []
+    for directory, subdirectories, names in os.walk(root):
+        relative_dir = Path(directory).relative_to(root)
+        pruned.extend((relative_dir / d).as_posix() + "/" for d in subdirectories if d in EXCLUDED_DIRS)
+        subdirectories[:] = [d for d in subdirectories if d not in EXCLUDED_DIRS]
+        paths.extend(relative_dir / name for name in names if name.endswith(".py"))
+    return sorted(paths, key=Path.as_posix), sorted(pruned)
+
+
 def excluded_by_path(relative: Path) -> str | None:
-    """Why a path is never library code (a reason string), or None if it is a candidate."""
-    if any(part in EXCLUDED_DIRS for part in relative.parts[:-1]):
-        return "excluded directory"
+    """Why a file outside the excluded directories is still not library code, or None if it is a candidate."""
     if relative.name.startswith("_sysconfigdata_") or (len(relative.parts) > 1 and relative.parts[0].startswith("config-")):
         return "build-specific generated file"
     return None
@@ -111,10 +126,11 @@ def collect_stdlib(root: Path | None = None) -> StdlibCorpus:
     if not root.is_dir():
         raise FileNotFoundError(f"stdlib root {root} is not a directory")
     files: list[SourceFile] = []
-    excluded: dict[str, list[str]] = {}
+    relatives, pruned = walk_python_files(root)
+    excluded: dict[str, list[str]] = {"excluded directory": pruned} if pruned else {}
     first_with_hash: dict[str, str] = {}
-    for path in sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix()):
-        relative = path.relative_to(root)
+    for relative in relatives:
+        path = root / relative
         reason = excluded_by_path(relative)
         text = None
         if reason is None and path.is_file():

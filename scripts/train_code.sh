@@ -41,10 +41,10 @@ best_or_latest() {
 DATA=runs/code-data
 if [ ! -f "$DATA/train.npy" ]; then
   python -m dlm_core.train prepare --corpus python --data "$DATA"
-  # A fresh checkout re-prepares the token arrays: the manifest and tokenizer must come out as committed,
-  # or the committed checkpoints would not match their token ids (another Python version, say).
-  if git ls-files --error-unmatch "$DATA/manifest.json" >/dev/null 2>&1 && ! git diff --quiet -- "$DATA"; then
-    echo "$DATA differs from the committed manifest or tokenizer: see git diff -- $DATA" >&2
+  # A fresh checkout re-prepares the token arrays: the tokenizer must come out as committed, or the committed
+  # checkpoints would not match their token ids (another Python version, say: git diff shows the manifest).
+  if git ls-files --error-unmatch "$DATA/tokenizer/tokenizer.json" >/dev/null 2>&1 && ! git diff --quiet -- "$DATA/tokenizer"; then
+    echo "$DATA/tokenizer differs from the committed one: compare git diff -- $DATA/manifest.json" >&2
     exit 1
   fi
 fi

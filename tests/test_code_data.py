@@ -63,8 +63,7 @@ def test_filters_keep_only_distinct_parseable_library_modules(tmp_path):
     assert {f.path: f.text for f in corpus.files} == kept
     assert [f.path for f in corpus.files] == sorted(kept)
     assert corpus.excluded == {
-        "excluded directory": ["encodings/cp1252.py", "idlelib/editor.py", "json/tests/test_x.py",
-                               "lib2to3/tests/data/py2.py", "site-packages/numpy/core.py", "test/test_add.py"],
+        "excluded directory": ["encodings/", "idlelib/", "json/tests/", "lib2to3/tests/", "site-packages/", "test/"],
         "build-specific generated file": ["_sysconfigdata__linux_x86_64-linux-gnu.py",
                                           "config-3.11-x86_64-linux-gnu/python-config.py"],
         "not valid UTF-8": ["latin1.py"],
