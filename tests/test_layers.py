@@ -36,6 +36,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "dlm_core.train",
             "dlm_core.distill",
             "dlm_core.data",
+            "dlm_core.code_data",
+            "dlm_core.frontier",
         ),
     ),
 ]
