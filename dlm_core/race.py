@@ -74,9 +74,9 @@ class MeteredModel:
     def logits(self, input_ids, attention_mask=None):
         return self._timed(self.wrapped.logits, input_ids, 0, attention_mask)
 
-    def forward_cached(self, input_ids, cache=None, position_ids=None):
+    def forward_cached(self, input_ids, cache=None, position_ids=None, logits_at=None):
         context = 0 if not cache else int(cache[0][0].shape[2])  # (k, v): batch x heads x length x dim
-        return self._timed(self.wrapped.forward_cached, input_ids, context, cache, position_ids)
+        return self._timed(self.wrapped.forward_cached, input_ids, context, cache, position_ids, logits_at)
 
 
 def race(lanes: Sequence[Lane]) -> Iterator[list[LaneState]]:

@@ -189,7 +189,7 @@ class ForwardCosts:
     ar_step_ms: one KV-cached AR decode step (1 query token, context = prompt + length / 2, the
         run's mean context), or one full forward for an AR model without a cache.
     full_ms: one diffusion forward over the whole canvas (every step without a cache; the
-        refresh at each block's first step with one).
+        refresh at each block's first step with one, which projects only the block onto the vocabulary).
     cached_ms: one cached diffusion step (prefix: the middle block and everything after it;
         dual: the block alone); equals ``full_ms`` when ``cache`` is None.
     """
@@ -290,9 +290,10 @@ def measure_forward_costs(
         if getattr(ar, "supports_cache", False):
             context = prompt_tokens + length // 2
             _, ar_cache = ar.forward_cached(x_ar[:, :context])
+            last = torch.zeros(1, dtype=torch.long, device=x_ar.device)
 
             def ar_step():
-                ar.forward_cached(x_ar[:, context : context + 1], ar_cache)
+                ar.forward_cached(x_ar[:, context : context + 1], ar_cache, logits_at=last)
                 sync(ar)
         else:
 
@@ -303,17 +304,21 @@ def measure_forward_costs(
         ar_ms = _median_ms(ar_step, warmup, repeats)
 
         x = canvas(diffusion)
+        blocks = math.ceil(length / block)
+        lo = prompt_tokens + (blocks // 2) * block  # the middle block: the run's mean suffix
+        hi = min(lo + block, total)
+        in_block = torch.arange(lo, hi, device=x.device)
 
-        def full():
-            diffusion.logits(x)
+        def full():  # the sampler's call: with a cache, a refresh that keeps the block's logits only
+            if cache is None:
+                diffusion.logits(x)
+            else:
+                diffusion.forward_cached(x, logits_at=in_block)
             sync(diffusion)
 
         full_ms = _median_ms(full, warmup, repeats)
         cached_ms = full_ms
         if cache is not None:
-            blocks = math.ceil(length / block)
-            lo = prompt_tokens + (blocks // 2) * block  # the middle block: the run's mean suffix
-            hi = min(lo + block, total)
             _, everything = diffusion.forward_cached(x)
             keep = torch.arange(lo, device=x.device)
             if cache == "dual":
@@ -322,7 +327,7 @@ def measure_forward_costs(
             positions = torch.arange(lo, total if cache == "prefix" else hi, device=x.device).unsqueeze(0)
 
             def cached():
-                diffusion.forward_cached(x[:, positions[0]], kept, positions)
+                diffusion.forward_cached(x[:, positions[0]], kept, positions, logits_at=in_block - lo)
                 sync(diffusion)
 
             cached_ms = _median_ms(cached, warmup, repeats)

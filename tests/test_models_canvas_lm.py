@@ -46,6 +46,20 @@ def test_dual_cache_with_explicit_positions_matches_full_forward(tiny_model):
     assert torch.allclose(block.logits, full.logits[:, 10:20], atol=1e-4)
 
 
+def test_logits_to_keep_projects_only_the_given_positions(tiny_model):
+    model = tiny_model.model
+    ids = torch.randint(0, tiny_model.vocab_size, (2, 30), generator=torch.Generator().manual_seed(5))
+    full = model(ids, use_cache=True)
+    keep = torch.tensor([3, 4, 17, 29])
+    kept = model(ids, use_cache=True, logits_to_keep=keep)
+    assert kept.logits.shape == (2, 4, tiny_model.vocab_size)
+    assert torch.allclose(kept.logits, full.logits[:, keep], atol=1e-5)
+    for (k, v), (k_full, v_full) in zip(kept.cache, full.cache, strict=True):  # the cache still covers all 30
+        assert torch.equal(k, k_full) and torch.equal(v, v_full)
+    logits, _ = tiny_model.forward_cached(ids, logits_at=keep)
+    assert torch.allclose(logits, full.logits[:, keep].float(), atol=1e-5)
+
+
 def test_padding_mask_isolates_rows_from_padding(tiny_model):
     model = tiny_model.model
     ids = torch.randint(0, tiny_model.vocab_size, (1, 12), generator=torch.Generator().manual_seed(5))

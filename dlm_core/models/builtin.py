@@ -61,13 +61,17 @@ class CanvasAdapter(ModelAdapter):
         input_ids: torch.Tensor,
         cache: list | None = None,
         position_ids: torch.Tensor | None = None,
+        logits_at: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list]:
-        """Raw (unshifted) float logits of ``input_ids`` attending to ``cache`` too, plus the new cache.
+        """Raw (unshifted) float logits of ``input_ids`` attending to ``cache`` too, plus the new cache;
+        with ``logits_at`` (1-D indices into ``input_ids``' positions) only the logits there.
 
         The cache holds every layer's keys/values of ``cache`` + ``input_ids`` (rotary applied), so
         callers can slice it: the AR decoder appends, the Fast-dLLM caches keep prefix / suffix.
         """
-        output = self.model(input_ids.to(self.device), position_ids=position_ids, cache=cache, use_cache=True)
+        output = self.model(
+            input_ids.to(self.device), position_ids=position_ids, cache=cache, use_cache=True, logits_to_keep=logits_at
+        )
         return output.logits.float(), output.cache
 
 

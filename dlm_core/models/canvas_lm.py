@@ -208,6 +208,7 @@ class CanvasLM(CanvasPreTrainedModel):
         cache: list[LayerCache] | None = None,
         use_cache: bool = False,
         labels: torch.Tensor | None = None,
+        logits_to_keep: torch.Tensor | None = None,
         **kwargs,
     ) -> CanvasOutput:
         """Run the stack on ``input_ids`` (batch x length).
@@ -218,6 +219,9 @@ class CanvasLM(CanvasPreTrainedModel):
         and values: for the causal model they are the past tokens, for the bidirectional model any set
         of cached positions (prefix, or prefix + suffix), since without a causal mask order is free.
         ``labels`` gives the next-token loss for the causal model (ignored index -100).
+        ``logits_to_keep`` (1-D indices into the input's positions, transformers' name) computes the
+        vocabulary projection only there: a sampler that reads a 32-slot block out of a 300-token
+        refresh skips nine tenths of the output layer.
         """
         batch, length = input_ids.shape
         past_length = 0 if cache is None else cache[0][0].shape[2]
@@ -234,6 +238,8 @@ class CanvasLM(CanvasPreTrainedModel):
             past = None if cache is None else cache[index]
             x, layer_cache = block(x, cos, sin, attn_mask, is_causal, past)
             new_cache.append(layer_cache)
+        if logits_to_keep is not None:
+            x = x[:, logits_to_keep]
         logits = self.lm_head(self.norm(x))
 
         loss = None

@@ -110,7 +110,9 @@ def decode_autoregressive_batch(model, prompts: Sequence[str | EncodedPrompt], c
         cache, fed, step = None, 0, 0
         for position in slot_positions:
             # Feed everything before this slot that the cache has not seen yet, in one forward.
-            logits, cache = model.forward_cached(x[:, fed:position].to(model.device), cache)
+            fresh = x[:, fed:position].to(model.device)
+            last_index = torch.tensor([fresh.shape[1] - 1], device=model.device)  # only its logits are read
+            logits, cache = model.forward_cached(fresh, cache, logits_at=last_index)
             fed = position
             active = is_slot[:, position]
             for row in active.nonzero().squeeze(1).tolist():

@@ -58,16 +58,19 @@ class CachedForward:
         if key != self._key:
             return self._refresh(x, window, key, lo, hi)
         positions = torch.arange(lo, length if self.mode == "prefix" else hi, device=x.device)
-        logits, _ = self.model.forward_cached(x[:, positions], self._cache, positions.expand(rows, -1))
-        return logits.gather(1, (window - lo).unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+        # Only the window's logits are read: the vocabulary projection runs there alone.
+        logits, _ = self.model.forward_cached(
+            x[:, positions], self._cache, positions.expand(rows, -1), logits_at=window[0] - lo
+        )
+        return logits
 
     def _refresh(self, x: torch.Tensor, window: torch.Tensor, key: tuple, lo: int, hi: int) -> torch.Tensor:
         """Full forward at a block boundary: exact logits, and the keys/values outside the block kept."""
-        logits, full_cache = self.model.forward_cached(x)
+        logits, full_cache = self.model.forward_cached(x, logits_at=window[0])
         keep = torch.arange(lo, device=x.device)
         if self.mode == "dual":
             keep = torch.cat((keep, torch.arange(hi, x.shape[1], device=x.device)))
         self._cache = [(k[:, :, keep], v[:, :, keep]) for k, v in full_cache]
         self._key = key
         self.refreshes += 1
-        return logits.gather(1, window.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+        return logits

@@ -7,6 +7,7 @@ private generator (so an independent implementation can reproduce it draw for dr
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -22,16 +23,31 @@ def truncate(logits: torch.Tensor, temperature: float, top_k: int | None, top_p:
     scaled = logits / temperature if temperature > 0 else logits
     keep = torch.ones_like(logits, dtype=torch.bool)
     if top_p is not None and top_p < 1.0:
-        ordered, order = scaled.sort(dim=-1, descending=True)
-        cumulative = ordered.softmax(-1).cumsum(-1)
-        drop = cumulative > top_p
-        drop[..., 1:] = drop[..., :-1].clone()  # keep the token that crosses top_p
-        drop[..., 0] = False
-        keep &= ~torch.zeros_like(drop).scatter_(-1, order, drop)
+        keep &= nucleus(scaled, top_p)
     if top_k is not None and top_k < logits.shape[-1]:
         kth = scaled.masked_fill(~keep, float("-inf")).topk(top_k, dim=-1).values[..., -1:]
         keep &= scaled >= kth
     return logits.masked_fill(~keep, float("-inf"))
+
+
+def nucleus(scaled: torch.Tensor, top_p: float) -> torch.Tensor:
+    """The top-p set (Holtzman et al. 2020) of each row of ``scaled`` logits, as a bool mask: the most
+    probable tokens up to and including the one whose cumulative probability first exceeds ``top_p``.
+
+    Written as a threshold: with the probabilities sorted descending, the crossing token's probability
+    is the smallest one kept, and every token at least that probable is in the set. This needs the
+    sorted values but no permutation, so on CPU numpy's vectorised sort does it (torch's CPU sort of
+    4,096 float64 logits per masked slot cost more than the built-in model's forward pass). It equals
+    the sort-and-scatter form (Dream's, the previous one here) except that tokens tied exactly with the
+    crossing token are all kept (the sort form keeps an arbitrary subset: ``torch.sort`` is unstable).
+    """
+    probs = scaled.softmax(-1)
+    if probs.device.type == "cpu":
+        ordered = torch.from_numpy(np.flip(np.sort(probs.numpy(), axis=-1), axis=-1).copy())
+    else:
+        ordered = probs.sort(dim=-1, descending=True).values
+    crossing = (ordered.cumsum(-1) <= top_p).sum(-1, keepdim=True).clamp(max=probs.shape[-1] - 1)
+    return probs >= ordered.gather(-1, crossing)
 
 
 def gumbel_argmax(
