@@ -15,9 +15,13 @@ MAX_REPEATED_4GRAMS = 0.10
 MAX_KNOWN_WORD_DROP = 0.02  # at most 2 points fewer words that occur in the training plays
 
 
-def quality_shortfalls(row: dict, reference: dict) -> list[str]:
+DOMAIN_LABELS = {"known_word_share": "known words", "parse_share": "functions that parse"}
+
+
+def quality_shortfalls(row: dict, reference: dict, domain: str = "known_word_share") -> list[str]:
     """Which quality targets a decoding result (``gen_ppl_under_ar``, ``token_entropy``,
-    ``repeated_4gram_share``, ``known_word_share``) misses against ``reference``; [] = all met."""
+    ``repeated_4gram_share`` and the ``domain`` share: ``known_word_share`` for prose, ``parse_share``
+    for code, at most ``MAX_KNOWN_WORD_DROP`` below the reference's) misses against ``reference``; [] = all met."""
     missed = []
     if row["gen_ppl_under_ar"] > MAX_PPL_RATIO * reference["gen_ppl_under_ar"]:
         missed.append(f"gen PPL > {MAX_PPL_RATIO:g}x")
@@ -25,8 +29,8 @@ def quality_shortfalls(row: dict, reference: dict) -> list[str]:
         missed.append(f"entropy < {MIN_ENTROPY_RATIO:g}x")
     if row["repeated_4gram_share"] > MAX_REPEATED_4GRAMS:
         missed.append(f"repeated 4-grams > {MAX_REPEATED_4GRAMS:.0%}")
-    if row["known_word_share"] < reference["known_word_share"] - MAX_KNOWN_WORD_DROP:
-        missed.append(f"known words < reference - {MAX_KNOWN_WORD_DROP * 100:g} points")
+    if row[domain] < reference[domain] - MAX_KNOWN_WORD_DROP:
+        missed.append(f"{DOMAIN_LABELS[domain]} < reference - {MAX_KNOWN_WORD_DROP * 100:g} points")
     return missed
 
 

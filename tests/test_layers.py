@@ -37,6 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "dlm_core.distill",
             "dlm_core.data",
             "dlm_core.code_data",
+            "dlm_core.code_eval",
             "dlm_core.frontier",
         ),
     ),

@@ -1,0 +1,89 @@
+"""code_eval: held-out function prompts, cutting a completion to its function, the parse check, the sweep."""
+
+import ast
+
+import pytest
+
+from dlm_core import code_eval
+from dlm_core.code_data import SourceFile, is_held_out
+from dlm_core.code_eval import completed_function, function_prompts, parses
+
+MODULE = '''import os
+
+
+def documented(a, b):
+    """Add two numbers.
+
+    Longer text.
+    """
+    total = a + b
+    return total
+
+
+def undocumented(x):
+    return x
+
+
+class Box:
+    def method(self):
+        """A method."""
+        return self
+
+
+def only_docstring():
+    """Nothing else."""
+'''
+
+
+def held_out_path(held_out: bool) -> str:
+    return next(f"pkg/mod{i}.py" for i in range(10_000) if is_held_out(f"pkg/mod{i}.py") == held_out)
+
+
+def test_function_prompts_cut_held_out_functions_after_their_docstring():
+    files = [SourceFile(held_out_path(True), MODULE, "0"), SourceFile(held_out_path(False), MODULE, "1")]
+    prompts = function_prompts(files, 2)
+    assert [p.name for p in prompts] == ["documented", "method"]  # docstring and a body; trained modules skipped
+    assert all(p.path == files[0].path for p in prompts)
+    assert prompts[0].prompt == 'def documented(a, b):\n    """Add two numbers.\n\n    Longer text.\n    """\n'
+    assert prompts[1].prompt == '    def method(self):\n        """A method."""\n'
+    with pytest.raises(ValueError, match="count must be at most 2"):
+        function_prompts(files, 3)
+
+
+def test_completed_function_stops_where_the_body_ends_and_dedents():
+    prompt = '    def method(self):\n        """A method."""\n'
+    completion = "        if self:\n\n            return 1\n        return 2\n\n    def other(self):\n        pass\n"
+    source = completed_function(prompt, completion)
+    assert source == 'def method(self):\n    """A method."""\n    if self:\n\n        return 1\n    return 2\n'
+    assert parses(source)
+    tree = ast.parse(source)
+    assert [node.name for node in tree.body] == ["method"]  # the next method is not part of it
+
+
+def test_parses_rejects_broken_and_unfinished_bodies():
+    prompt = 'def f(x):\n    """Doc."""\n'
+    assert parses(completed_function(prompt, "    return x\n"))
+    assert not parses(completed_function(prompt, "    return (x\n"))  # unfinished: cut mid-expression
+    assert not parses(completed_function(prompt, "    if x:\n"))  # no body after the colon
+    assert not parses(completed_function(prompt, "    return x\x00\n"))  # a null byte: ValueError, not a crash
+
+
+def test_sample_reports_parse_share_and_tokens_per_forward(tiny_model):
+    prompts = ['def f(x):\n    """Doc."""\n']
+    row = code_eval.sample(tiny_model, tiny_model, prompts, code_eval.diffusion_config(16, steps=8), seeds=2, code=True)
+    assert row["tokens_per_forward"] == pytest.approx(2.0)  # 16 slots in 8 steps, every run
+    assert 0.0 <= row["parse_share"] <= 1.0 and row["parse_share"] in (0.0, 0.5, 1.0)  # 2 samples
+    assert {"gen_ppl_under_ar", "token_entropy", "repeated_4gram_share"} <= set(row)
+
+
+def test_best_within_targets_takes_the_most_parallel_row_that_meets_them():
+    base = {"gen_ppl_under_ar": 10.0, "token_entropy": 4.0, "repeated_4gram_share": 0.0, "parse_share": 0.5}
+    rows = [
+        {**base, "setting": "1/step", "tokens_per_forward": 1.0},
+        {**base, "setting": "ok", "tokens_per_forward": 2.5, "gen_ppl_under_ar": 12.0},
+        {**base, "setting": "worse ppl", "tokens_per_forward": 4.0, "gen_ppl_under_ar": 13.0},
+        {**base, "setting": "fewer parse", "tokens_per_forward": 3.0, "parse_share": 0.45},
+    ]
+    assert code_eval.best_within_targets(rows, "parse_share")["setting"] == "ok"
+    assert code_eval.best_within_targets(rows[2:3] + rows[2:], "parse_share")["setting"] == "worse ppl"
+
