@@ -112,6 +112,26 @@ CANVAS_PARALLEL = replace(
     description="canvas-diffusion trained further to write many tokens per pass (certainty-forcing "
     "self-distillation, see its model card); same size, tokenizer and AR twin.",
 )
+# The code pair (``scripts/train_code.sh``): the same architecture and size, trained on the Python
+# standard library; listed once their folders hold trained models.
+CODE_DIFFUSION = replace(
+    CANVAS_DIFFUSION,
+    key="code-diffusion",
+    display_name="Python code diffusion (built-in)",
+    repo_id="assets/code-diffusion",
+    description="Our small masked-diffusion model trained on the Python standard library (PSF licence): "
+    "completes functions and fills in their middle; runs anywhere, no download.",
+    ar_twin="code-ar",
+    writes_code=True,
+)
+CODE_AR = replace(
+    CODE_DIFFUSION,
+    key="code-ar",
+    display_name="Python code autoregressive twin (built-in)",
+    repo_id="assets/code-ar",
+    description="The autoregressive twin of code-diffusion: same data, tokenizer and size, left-to-right.",
+    ar_twin=None,
+)
 TINY_RANDOM = ModelSpec(
     key="tiny-random",
     display_name="tiny-random (untrained, for tests)",
@@ -141,6 +161,7 @@ _SPECS = (
         params_b=0.006,
         download_gb=0.0,
     ),
+    *trained_builtins((CODE_DIFFUSION, CODE_AR)),
     TINY_RANDOM,
     replace(TINY_RANDOM, key="tiny-random-ar", display_name="tiny-random-ar (untrained, for tests)", ar_twin=None,
             description="The causal twin of tiny-random (same alphabet and size): the AR lane of test races."),

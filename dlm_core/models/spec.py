@@ -25,6 +25,8 @@ class ModelSpec:
     ``wrap_special_tokens``: masked LMs only, feed ``[CLS] canvas [SEP]`` (see ``MaskedLMAdapter``).
     ``ar_twin``: the registry key of the autoregressive model this diffusion model races against
     (same data, tokenizer and size; None = it has no twin, so the Race tab cannot race it).
+    ``writes_code``: the model writes source code, so the display keeps whitespace exact and visible
+    (a monospace canvas) and the app offers its code examples.
     """
 
     key: str
@@ -44,6 +46,7 @@ class ModelSpec:
     wrap_special_tokens: bool = False
     fallback_chat_template: str | None = None
     ar_twin: str | None = None
+    writes_code: bool = False
 
     @property
     def builtin(self) -> bool:
