@@ -3,8 +3,9 @@
 * ``prepare``  corpus -> byte-level BPE tokenizer (``tokenizer.json``) + token arrays, under ``--data``;
   ``--corpus shakespeare`` (the plays, ``runs/data``) or ``python`` (the interpreter's standard library,
   ``runs/code-data``, with a ``manifest.json`` of files and hashes; ``dlm_core.code_data``).
-* ``train``    one model, ``--objective diffusion`` (LLaDA / MDLM masked diffusion) or ``ar`` (the
-  autoregressive twin). Seeded, resumable (``--out`` holds ``checkpoint.pt``; rerunning the same
+* ``train``    one model, ``--objective diffusion`` (LLaDA / MDLM masked diffusion), ``edit`` (masked
+  diffusion plus random-token corruption, ``corruption_loss``: the model also learns to correct
+  tokens) or ``ar`` (the autoregressive twin). Seeded, resumable (``--out`` holds ``checkpoint.pt``; rerunning the same
   command continues), logs loss and held-out metrics to ``log.jsonl``, keeps ``best.pt`` by held-out
   loss (early stopping for the AR twin), stops after ``--minutes`` / ``--tokens``.
 * ``export``   a checkpoint -> a model folder (config.json, half-precision model.safetensors,
@@ -141,6 +142,62 @@ def diffusion_loss(
     return weighted.sum() / (batch * length), weighted
 
 
+def corruption_loss(
+    model: CanvasLM,
+    tokens: torch.Tensor,
+    mask_id: int,
+    noise_ids: torch.Tensor,
+    generator: torch.Generator,
+    mask_only_fraction: float = 0.5,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masking plus random-token corruption, so the model also learns to *correct* visible tokens.
+
+    LLaDA 2.1 trains token-to-token editing next to mask-to-token filling, and uniform-state models
+    (DiffusionGemma, UDLM) train on canvases of random tokens; this objective mixes both into the
+    masked-diffusion one. Per sequence: t stratified in (0, 1] as in ``diffusion_loss``, corruption rate
+    p = (1 - eps) t + eps, and a uniform share u (0 for ``mask_only_fraction`` of the sequences, else
+    U(0, 1)). Each token is corrupted with probability p; a corrupted token becomes a random token of
+    ``noise_ids`` with probability u, else [MASK]. The loss is the cross-entropy of the original token
+    at every position: corrupted ones weighted 1 / p (as in the ELBO), kept ones weighted 1, because a
+    visible token may be right or replaced and the model must tell which (that is what editing is).
+    Simplification: with u > 0 this is a denoising objective, not a likelihood bound; the held-out
+    figures of ``dlm_core.evaluate`` stay the masked-diffusion ELBO (u = 0). Returns (mean loss per
+    token, per-sequence sums).
+    """
+    batch, length = tokens.shape
+    offsets = torch.rand((), generator=generator)
+    t = ((torch.arange(batch, dtype=torch.float32) + offsets) / batch).clamp(max=1.0)
+    t = t[torch.randperm(batch, generator=generator)]
+    rate = (1 - MIN_MASK_RATE) * t + MIN_MASK_RATE
+    share = torch.rand(batch, generator=generator) * (torch.rand(batch, generator=generator) >= mask_only_fraction)
+    corrupt = torch.rand(batch, length, generator=generator) < rate[:, None]
+    replaced = corrupt & (torch.rand(batch, length, generator=generator) < share[:, None])
+    noise = noise_ids[torch.randint(len(noise_ids), (batch, length), generator=generator)]
+    rate, corrupt, replaced, noise = (x.to(tokens.device) for x in (rate, corrupt, replaced, noise))
+    noisy = torch.where(replaced, noise, torch.where(corrupt, torch.full_like(tokens, mask_id), tokens))
+    logits = model(noisy).logits.float()
+    token_loss = F.cross_entropy(logits.transpose(1, 2), tokens, reduction="none")
+    weight = torch.where(corrupt, 1 / rate[:, None], torch.ones_like(rate[:, None]))
+    weighted = (token_loss * weight).sum(dim=1)
+    return weighted.sum() / (batch * length), weighted
+
+
+def noise_token_ids(tokenizer) -> torch.Tensor:
+    """The ids random-token corruption draws from: every token but the special ones (end-of-text, mask, pad)."""
+    special = set(tokenizer.all_special_ids)
+    return torch.tensor([i for i in range(len(tokenizer)) if i not in special], dtype=torch.long)
+
+
+def objective_loss(model: CanvasLM, objective: str, tokens: torch.Tensor, tokenizer, generator: torch.Generator, args):
+    """The loss of ``objective`` (``diffusion``, ``edit`` or ``ar``) on a batch: (mean, per-sequence sums)."""
+    if objective == "ar":
+        return ar_loss(model, tokens)
+    if objective == "edit":
+        return corruption_loss(model, tokens, tokenizer.mask_token_id, noise_token_ids(tokenizer), generator,
+                               args.mask_only_fraction)
+    return diffusion_loss(model, tokens, tokenizer.mask_token_id, generator)
+
+
 def ar_loss(model: CanvasLM, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Next-token cross-entropy; returns (mean per predicted token, per-sequence sums)."""
     logits = model(tokens[:, :-1]).logits.float()
@@ -180,7 +237,7 @@ def learning_rate(step: int, args) -> float:
 
 
 @torch.no_grad()
-def held_out_loss(model: CanvasLM, objective: str, stream: np.ndarray, args, mask_id: int) -> float:
+def held_out_loss(model: CanvasLM, objective: str, stream: np.ndarray, args, tokenizer) -> float:
     """Mean loss per token on fixed held-out windows with a fixed seed (comparable across steps)."""
     model.eval()
     rng = np.random.default_rng(1234)
@@ -189,13 +246,10 @@ def held_out_loss(model: CanvasLM, objective: str, stream: np.ndarray, args, mas
     for _ in range(args.eval_batches):
         tokens = sample_batch(stream, max(1, args.batch_tokens // args.context), args.context + (objective == "ar"), rng)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            loss, _ = (
-                diffusion_loss(model, tokens, mask_id, generator) if objective == "diffusion" else ar_loss(model, tokens)
-            )
+            loss, _ = objective_loss(model, objective, tokens, tokenizer, generator, args)
         total += loss.item()
     model.train()
     return total / args.eval_batches
-
 
 
 @dataclass
@@ -290,7 +344,7 @@ def train(args) -> None:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(state["step"], args)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            loss, _ = diffusion_loss(model, tokens, tokenizer.mask_token_id, generator) if not causal else ar_loss(model, tokens)
+            loss, _ = objective_loss(model, args.objective, tokens, tokenizer, generator, args)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -301,7 +355,7 @@ def train(args) -> None:
         progress.update(1)
         progress.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{state['tokens'] / max(state['seconds'], 1e-9):.0f}", refresh=False)
         if state["step"] % args.eval_every == 0:
-            val = held_out_loss(model, args.objective, val_stream, args, tokenizer.mask_token_id)
+            val = held_out_loss(model, args.objective, val_stream, args, tokenizer)
             record = {
                 "step": state["step"],
                 "tokens": state["tokens"],
@@ -347,7 +401,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", default=None, help="output folder (default: runs/data, or runs/code-data for python)")
     p.add_argument("--vocab-size", type=int, default=4096)
     t = commands.add_parser("train", help="train (or resume) one model")
-    t.add_argument("--objective", choices=["diffusion", "ar"], required=True)
+    t.add_argument("--objective", choices=["diffusion", "edit", "ar"], required=True,
+                   help="edit: masked diffusion plus random-token corruption (learns to correct tokens)")
+    t.add_argument("--mask-only-fraction", type=float, default=0.5,
+                   help="edit objective: share of sequences corrupted by masking alone")
     t.add_argument("--data", default="runs/data")
     t.add_argument("--out", required=True)
     t.add_argument("--init-from", default=None, help="checkpoint to initialise from (e.g. the AR twin)")
@@ -375,6 +432,8 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--data", default="runs/data")
     e.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    if args.command == "train" and not 0.0 <= args.mask_only_fraction <= 1.0:
+        parser.error(f"--mask-only-fraction must be in [0, 1], got {args.mask_only_fraction}")
     random.seed(0)
     if args.command == "prepare":
         data_dir = Path(args.data or CORPORA[args.corpus])

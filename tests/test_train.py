@@ -45,7 +45,7 @@ def weights(out):
 
 def test_resume_continues_exactly_where_it_stopped(tmp_path):
     data = make_data(tmp_path)
-    for objective in ("diffusion", "ar"):
+    for objective in ("diffusion", "edit", "ar"):
         straight, resumed = tmp_path / f"{objective}-straight", tmp_path / f"{objective}-resumed"
         run(data, straight, objective, 6 * 128)
         run(data, resumed, objective, 2 * 128)
@@ -141,3 +141,44 @@ def test_sampling_sweep_scores_each_setting_and_rejects_bad_blocks(tmp_path, cap
             sweep.main([*models, "--gen-length", "16", *bad])
         assert error.value.code == 2
         assert bad[0] in capsys.readouterr().err
+
+
+class Recorder(torch.nn.Module):
+    """A stand-in model that records the corrupted input and predicts uniformly."""
+
+    def __init__(self, vocab_size):
+        super().__init__()
+        self.vocab_size, self.seen = vocab_size, []
+
+    def forward(self, ids):
+        self.seen.append(ids.clone())
+        return type("Out", (), {"logits": torch.zeros(*ids.shape, self.vocab_size, requires_grad=True)})()
+
+
+@pytest.mark.parametrize("mask_only_fraction", [1.0, 0.0])
+def test_corruption_loss_masks_and_replaces_with_ordinary_tokens_only(mask_only_fraction):
+    vocab, mask_id = 50, 1
+    noise_ids = torch.arange(3, vocab)
+    tokens = torch.randint(3, vocab, (64, 40), generator=torch.Generator().manual_seed(0))
+    model = Recorder(vocab)
+    loss, per_sequence = train.corruption_loss(model, tokens, mask_id, noise_ids, torch.Generator().manual_seed(1),
+                                               mask_only_fraction)
+    noisy = model.seen[0]
+    masked, changed = noisy == mask_id, (noisy != tokens) & (noisy != mask_id)
+    assert masked.any()
+    if mask_only_fraction == 1.0:
+        assert not changed.any()  # masking alone: every visible token is the original
+    else:
+        assert changed.float().mean() > 0.1  # about half of the corruption is random tokens
+        assert bool((noisy[changed] >= 3).all())  # never end-of-text, mask or pad as noise
+    # A uniform model: every position costs log V, corrupted ones weighted 1 / rate, so the loss is at
+    # least the plain cross-entropy over all positions (and finite).
+    assert math.isfinite(loss.item()) and loss.item() >= math.log(vocab) - 1e-4
+    assert per_sequence.shape == (64,)
+
+
+def test_edit_objective_is_rejected_outside_its_range(tmp_path):
+    data = make_data(tmp_path)
+    with pytest.raises(SystemExit):
+        train.main(["train", "--objective", "edit", "--data", str(data), "--out", str(tmp_path / "x"),
+                    "--mask-only-fraction", "1.5"])
