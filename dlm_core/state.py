@@ -136,6 +136,9 @@ class RunInfo:
     config: dict[str, Any]
     mask_id: int
     eos_ids: tuple[int, ...]
+    # "mask" (masked diffusion, autoregressive) or "uniform" (uniform-state diffusion such as
+    # DiffusionGemma: positions not accepted yet show draft tokens, see ``StepState``).
+    noise: str = dataclass_field(default="mask", kw_only=True)
 
     @staticmethod
     def describe(model: Any, prompt: str, config: Any) -> dict[str, Any]:
@@ -148,6 +151,7 @@ class RunInfo:
             "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
             "mask_id": int(model.mask_id),
             "eos_ids": tuple(int(i) for i in model.eos_ids),
+            "noise": str(getattr(model, "noise", "mask")),
         }
 
     def info(self) -> dict[str, Any]:

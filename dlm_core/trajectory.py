@@ -99,7 +99,6 @@ class Trajectory(RunInfo):
     final_text: str
     answer_text: str
     schema_version: str = field(default=SCHEMA_VERSION)
-    noise: str = field(default="mask", kw_only=True)  # "mask" or "uniform" (uniform-state diffusion)
     source: dict[str, Any] | None = field(default=None, kw_only=True)  # set by dlm_core.bridge recordings
 
     # -- summary ------------------------------------------------------------------------------------
@@ -303,7 +302,6 @@ class TrajectoryBuilder:
         vocab = {i: model.token_text(i) for i in sorted(self._ids)}
         return Trajectory(
             **RunInfo.describe(model, self.prompt, self.config),
-            noise=str(getattr(model, "noise", "mask")),
             source=_source_of(model, self.config),
             states=list(self.states),
             vocab=vocab,

@@ -565,6 +565,8 @@ def denoise_batch(model, prompts: Sequence[str | EncodedPrompt], config: Sampler
     selects a Fast-dLLM ``CachedForward`` for diffusion models (``step_function``).
     """
     config = SamplerConfig() if config is None else config
+    if getattr(model, "run_states", None) is not None:
+        return _external_batch(model, prompts, config)
     if getattr(model, "kind", None) == "autoregressive" and getattr(model, "supports_cache", False):
         # The exact KV-cached left-to-right decoder: O(1) tokens of compute per step instead of O(length).
         if config.cache is not None:
@@ -574,6 +576,25 @@ def denoise_batch(model, prompts: Sequence[str | EncodedPrompt], config: Sampler
             )
         return decode_autoregressive_batch(model, prompts, config)
     return _Run(model, prompts, config).states()
+
+
+def _external_batch(model, prompts, config: SamplerConfig):
+    """A model with its own sampler (``models.external``): its recorded states, as batches of one.
+    Its settings errors come out as ``ConfigError`` / ``PromptError`` naming the field, at the call."""
+    from ..models.external import ExternalConfigError
+
+    if len(prompts) != 1:
+        raise ConfigError("prompt", f"{model.name} runs its own sampler: one prompt at a time, got {len(prompts)}")
+    prompt = prompts[0]
+    if isinstance(prompt, EncodedPrompt):
+        raise PromptError("prompt", f"{model.name} takes its prompt as text (it applies its own chat template)")
+    try:
+        states = model.run_states(prompt, config)
+    except ExternalConfigError as error:
+        if error.field == "prompt":
+            raise PromptError("prompt", error.message) from None
+        raise ConfigError(error.field, error.message) from None
+    return ([state] for state in states)
 
 
 def denoise(model, prompt: str | EncodedPrompt, config: SamplerConfig | None = None) -> Iterator[StepState]:
