@@ -291,3 +291,65 @@ def test_llada2_pipeline_runs_and_records_with_editing(llada2):
     trajectory = TrajectoryBuilder(adapter, "hello world", config).extend(states).build()
     assert trajectory.noise == "mask" and trajectory.source["editing_threshold"] == 0.05
     assert Trajectory.from_json(trajectory.to_json()) == trajectory
+
+
+# -- the registry entries: offline, memory, remote code, loading a local folder -----------------------------
+
+
+@pytest.fixture
+def empty_hub_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from dlm_core.models import hub
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub, "available_memory", lambda device: 1000 * 10**9)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return tmp_path
+
+
+@pytest.mark.usefixtures("fresh_registry")
+def test_diffusion_gemma_offline_fails_fast_with_download_instructions(empty_hub_cache):
+    import time
+
+    from dlm_core.models.registry import ModelUnavailableError, load_model
+
+    start = time.monotonic()
+    with pytest.raises(ModelUnavailableError) as error:
+        load_model("diffusiongemma-26b-a4b-it", device="cpu")
+    assert time.monotonic() - start < 3
+    message = str(error.value)
+    assert "google/diffusiongemma-26B-A4B-it" in message and "52.0 GB" in message
+    assert "hf download google/diffusiongemma-26B-A4B-it --revision main" in message and "offline mode" in message
+
+
+@pytest.mark.usefixtures("fresh_registry")
+def test_diffusion_gemma_is_refused_with_a_memory_estimate_where_it_cannot_fit(monkeypatch):
+    from dlm_core.models import hub
+    from dlm_core.models.registry import ModelTooLargeError, load_model
+
+    monkeypatch.setattr(hub, "available_memory", lambda device: 24 * 10**9)  # a 24 GB GPU
+    with pytest.raises(ModelTooLargeError) as error:
+        load_model("diffusiongemma-26b-a4b-it", device="cuda")
+    assert "61.9 GB of GPU memory" in str(error.value) and "25.80B parameters x 2 bytes (bfloat16)" in str(error.value)
+
+
+@pytest.mark.usefixtures("fresh_registry")
+def test_llada2_1_mini_is_listed_but_refused_until_its_commit_is_pinned(empty_hub_cache):
+    from dlm_core.models.registry import ModelRefusedError, load_model
+
+    with pytest.raises(ModelRefusedError, match="inclusionAI/LLaDA2.1-mini runs remote code.*TRUSTED_REMOTE_CODE"):
+        load_model("llada2.1-mini", device="cpu")
+
+
+@pytest.mark.usefixtures("fresh_registry")
+def test_a_local_diffusion_gemma_loads_through_the_hub_loader_and_runs(gemma_folder):
+    from dlm_core.models import hub
+
+    spec = gemma_spec(gemma_folder)
+    adapter = hub.load_hub_model(spec, device="cpu", available_bytes=10**12)
+    assert isinstance(adapter, DiffusionGemmaAdapter) and adapter.noise == "uniform"
+    states = list(denoise(adapter, "hello", SamplerConfig(gen_length=8, seed=1)))
+    assert states[-1].done and adapter.last_recorder.matched
+    with pytest.raises(NotImplementedError, match="runs its own sampler"):
+        adapter.logits(torch.zeros(1, 4, dtype=torch.long))
