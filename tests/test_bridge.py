@@ -353,3 +353,21 @@ def test_a_local_diffusion_gemma_loads_through_the_hub_loader_and_runs(gemma_fol
     assert states[-1].done and adapter.last_recorder.matched
     with pytest.raises(NotImplementedError, match="runs its own sampler"):
         adapter.logits(torch.zeros(1, 4, dtype=torch.long))
+
+
+def test_a_recorded_run_is_one_call_of_the_hosts_wrapper(gemma, gemma_folder):
+    """On ZeroGPU the loader sets ``wrap_run`` to ``spaces.GPU``: the whole run is one GPU call."""
+    model, tokenizer = gemma
+    adapter = DiffusionGemmaAdapter(model, tokenizer, gemma_spec(gemma_folder))
+    calls = []
+
+    def wrap(fn):
+        def wrapped(*args):
+            calls.append(threading.current_thread().name)
+            return fn(*args)
+
+        return wrapped
+
+    adapter.wrap_run = wrap
+    states = list(denoise(adapter, "hello", SamplerConfig(gen_length=8, steps=3)))
+    assert states[-1].done and len(calls) == 1 and calls[0].startswith("bridge-")

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from ..state import StepState
-from .base import ModelAdapter
+from .base import HFCodec, ModelAdapter
 from .bridge import DraftRecorder, PipelineRecorder, StepRecorder, pull_states
 
 DEFAULT_DENOISING_STEPS = 48  # DiffusionGemmaPipeline's default; generate() reads the checkpoint's own
@@ -103,10 +103,12 @@ class ExternalAdapter(ModelAdapter):
         run = self.prepare_run(prompt, config)
         return pull_states(self.hosting_wrap(run), self.engine)
 
-    def hosting_wrap(self, run):
-        from .hub import current_hosting
+    # Set by the hub loader to its host's wrapper (on ZeroGPU ``spaces.GPU``: the whole run inside one
+    # GPU call); the identity elsewhere.
+    wrap_run = None
 
-        return current_hosting().wrap_forward(run)  # on ZeroGPU: the whole run inside one GPU call
+    def hosting_wrap(self, run):
+        return run if self.wrap_run is None else self.wrap_run(run)
 
     def prepare_run(self, prompt: str, config):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -135,15 +137,13 @@ class DiffusionGemmaAdapter(ExternalAdapter):
     noise = "uniform"
 
     def __init__(self, model, tokenizer, spec, device=None, engine: str = "transformers"):
-        from .hub import make_codec
-
         if engine not in ("transformers", "diffusers"):
             raise ValueError(f"engine must be 'transformers' or 'diffusers', got {engine!r}")
         self.model, self.tokenizer, self.spec = model.eval(), tokenizer, spec
         self.name = spec.display_name
         self.engine = "transformers generate()" if engine == "transformers" else "diffusers DiffusionGemmaPipeline"
         self._engine = engine
-        self.codec = make_codec(tokenizer)
+        self.codec = HFCodec(tokenizer)
         text = model.config.get_text_config()
         self.canvas_length = int(model.config.canvas_length)
         self.vocab_size = int(text.vocab_size)
@@ -286,12 +286,10 @@ class LLaDA2Adapter(ExternalAdapter):
     MAX_POST_STEPS = 16  # LLaDA2Pipeline's default
 
     def __init__(self, model, tokenizer, spec, device=None):
-        from .hub import make_codec
-
         self.model, self.tokenizer, self.spec = model.eval(), tokenizer, spec
         self.name = spec.display_name
         self.engine = "diffusers LLaDA2Pipeline"
-        self.codec = make_codec(tokenizer)
+        self.codec = HFCodec(tokenizer)
         mask_id = tokenizer.mask_token_id if tokenizer.mask_token_id is not None else spec.mask_id
         if mask_id is None:
             raise ValueError(f"{self.name}: neither the tokenizer nor the registry names a mask token")

@@ -763,11 +763,14 @@ def _load_own_sampler_model(spec: ModelSpec, folder: Path, tokenizer, device, dt
         from transformers import DiffusionGemmaForBlockDiffusion
 
         model = DiffusionGemmaForBlockDiffusion.from_pretrained(folder, dtype=dtype)
-        return DiffusionGemmaAdapter(model.to(device), tokenizer, spec, device=device)
-    from transformers import AutoModelForCausalLM
+        adapter = DiffusionGemmaAdapter(model.to(device), tokenizer, spec, device=device)
+    else:
+        from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=trusted, dtype=dtype)
-    return LLaDA2Adapter(model.to(device), tokenizer, spec, device=device)
+        model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=trusted, dtype=dtype)
+        adapter = LLaDA2Adapter(model.to(device), tokenizer, spec, device=device)
+    adapter.wrap_run = _hosting.wrap_forward  # on ZeroGPU the whole recorded run is one GPU call
+    return adapter
 
 
 def _refuse_non_mlm(spec: ModelSpec, config: dict) -> None:
