@@ -18,12 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from dataclasses import field as dataclass_field
 from typing import Any, NamedTuple
 
 import numpy as np
 
 TOPK = 5  # top-k tokens recorded per position with ``record_topk``
 MASK_GLYPH = "\u2591"  # how a masked position is shown as text (a light shade block)
+_NO_POSITIONS = np.zeros(0, dtype=np.int64)
+_NO_POSITIONS.flags.writeable = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,6 +54,14 @@ class StepState:
         tokens from there on are not part of the answer (``answer_end``).
     topk_ids / topk_probs ((length, TOPK), only with ``record_topk``): the most likely tokens and
         their ``prob``-style probabilities in the active block; -1 / NaN elsewhere. Else None.
+    edited (int64, sorted) / edited_from (int64, same order): token editing (LLaDA 2.1): written
+        positions whose token this step replaced by another, and the token each held before (the new
+        one is in ``tokens``). Distinct from ``remasked``: an edit goes from a token straight to a
+        token, a re-mask from a token back to [MASK] (or, in a uniform-state run, back to noise).
+
+    Uniform-state runs (DiffusionGemma: no [MASK] token, a canvas of noise is refined) use the same
+    fields: ``masked`` means *not accepted yet*, and such a position holds its current draft token in
+    ``tokens`` (not the run's ``mask_id``), so ``masked & (tokens != mask_id)`` marks the drafts.
     """
 
     step: int
@@ -69,6 +80,8 @@ class StepState:
     answer_end: int
     topk_ids: np.ndarray | None = None
     topk_probs: np.ndarray | None = None
+    edited: np.ndarray = dataclass_field(default_factory=lambda: _NO_POSITIONS)
+    edited_from: np.ndarray = dataclass_field(default_factory=lambda: _NO_POSITIONS)
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -123,6 +136,9 @@ class RunInfo:
     config: dict[str, Any]
     mask_id: int
     eos_ids: tuple[int, ...]
+    # "mask" (masked diffusion, autoregressive) or "uniform" (uniform-state diffusion such as
+    # DiffusionGemma: positions not accepted yet show draft tokens, see ``StepState``).
+    noise: str = dataclass_field(default="mask", kw_only=True)
 
     @staticmethod
     def describe(model: Any, prompt: str, config: Any) -> dict[str, Any]:
@@ -135,6 +151,7 @@ class RunInfo:
             "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
             "mask_id": int(model.mask_id),
             "eos_ids": tuple(int(i) for i in model.eos_ids),
+            "noise": str(getattr(model, "noise", "mask")),
         }
 
     def info(self) -> dict[str, Any]:
@@ -206,6 +223,8 @@ def step_state(
     proposal: np.ndarray | None = None,
     topk_ids: np.ndarray | None = None,
     topk_probs: np.ndarray | None = None,
+    edited: np.ndarray | Sequence[int] = (),
+    edited_from: np.ndarray | Sequence[int] = (),
 ) -> StepState:
     """Build a ``StepState`` from a step's readings at its ``window`` positions.
 
@@ -213,8 +232,15 @@ def step_state(
     ``proposal`` too, but only the window positions in ``scored`` (the slots that were masked when
     the step began; default: all of them) keep theirs. Every other position reads NaN / -1 (the
     shared ``blank`` arrays when the window is empty). ``answer_end`` is derived here, once.
+    ``edited`` / ``edited_from``: positions a token edit rewrote and the tokens they held before (any
+    order; stored sorted by position).
     """
     window = np.asarray(window, dtype=np.int64)
+    edited = np.asarray(edited, dtype=np.int64).reshape(-1)
+    edited_from = np.asarray(edited_from, dtype=np.int64).reshape(-1)
+    if edited.shape != edited_from.shape:
+        raise ValueError(f"edited has {edited.size} positions but edited_from {edited_from.size} tokens")
+    order = np.argsort(edited, kind="stable")
     scored_positions = window if scored is None else window[scored]
 
     def at_scored(values: np.ndarray | None) -> np.ndarray | None:
@@ -237,4 +263,6 @@ def step_state(
         answer_end=answer_end(tokens, masked, prompt_length, eos_ids),
         topk_ids=spread(blank.topk_ids, window, topk_ids),
         topk_probs=spread(blank.topk_probs, window, topk_probs),
+        edited=edited[order] if edited.size else _NO_POSITIONS,
+        edited_from=edited_from[order] if edited.size else _NO_POSITIONS,
     )

@@ -30,9 +30,18 @@ JSON schema ``diffusion-canvas/trajectory/1`` (one object; every key required un
         proposal         [int] per window position (-1 = none)
         topk_ids, topk_probs  [[int]*5] / [[float|null]*5] per window position, only when
                               config.record_topk is true
+        edited, edited_ids   (optional, only when the step edited) [int] written positions whose
+                             token was replaced (token editing), and their new tokens
+        drafted, drafted_ids (optional, uniform-state runs) [int] positions not accepted yet whose
+                             draft token changed, and the new drafts
+    noise           (optional) "mask" (default) or "uniform": a uniform-state run (DiffusionGemma),
+                    where a position not accepted yet shows a draft token instead of [MASK]
+    source          (optional) {str: str|int|float|bool|null}: what recorded the run when it was not
+                    our sampler (``dlm_core.bridge``), e.g. the pipeline and its settings
 
-Tokens, masks and ``answer_end`` of every state are rebuilt by replaying commits and re-masks, and
-the replay is checked: a commit must hit a masked slot, a re-mask a committed slot. ``from_json``
+Tokens, masks and ``answer_end`` of every state are rebuilt by replaying commits, re-masks, edits
+and drafts (in that order), and the replay is checked: a commit must hit a masked slot, a re-mask a
+committed slot, an edit a written slot (with a different token), a draft a slot still masked. ``from_json``
 never evaluates or unpickles anything; it parses JSON (NaN/Infinity and duplicate keys rejected)
 and raises ``TrajectoryError(field, message)`` on any deviation: wrong version, unknown or missing
 keys, wrong types, wrong shapes, or sizes beyond the limits: at most 4096 positions, 2048 steps,
@@ -90,6 +99,7 @@ class Trajectory(RunInfo):
     final_text: str
     answer_text: str
     schema_version: str = field(default=SCHEMA_VERSION)
+    source: dict[str, Any] | None = field(default=None, kw_only=True)  # set by dlm_core.bridge recordings
 
     # -- summary ------------------------------------------------------------------------------------
 
@@ -137,6 +147,7 @@ class Trajectory(RunInfo):
             "tokens_per_forward": self.tokens_per_forward,
             "elapsed": self.elapsed,
             "remasked": int(sum(len(state.remasked) for state in self.states)),
+            "edited": int(sum(len(state.edited) for state in self.states)),
             "complete": self.complete,
         }
 
@@ -145,7 +156,7 @@ class Trajectory(RunInfo):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Trajectory):
             return NotImplemented
-        scalars = ("model", "model_kind", "mask_id", "eos_ids", "prompt", "config", "vocab", "final_text")
+        scalars = ("model", "model_kind", "mask_id", "eos_ids", "prompt", "config", "vocab", "final_text", "noise", "source")
         if any(getattr(self, name) != getattr(other, name) for name in scalars + ("answer_text", "schema_version")):
             return False
         return len(self.states) == len(other.states) and all(
@@ -156,9 +167,19 @@ class Trajectory(RunInfo):
 
     def to_dict(self) -> dict[str, Any]:
         initial = self.states[0]
-        steps = [_step_to_dict(state, self.config.get("record_topk", False)) for state in self.states[1:]]
+        record_topk = self.config.get("record_topk", False)
+        steps = [
+            _step_to_dict(state, record_topk, before, self.mask_id)
+            for before, state in zip(self.states, self.states[1:], strict=False)
+        ]
         ids = sorted(self.vocab)
+        extra: dict[str, Any] = {}
+        if self.noise != "mask":
+            extra["noise"] = self.noise
+        if self.source is not None:
+            extra["source"] = dict(self.source)
         return {
+            **extra,
             "schema_version": SCHEMA_VERSION,
             "model": {
                 "name": self.model,
@@ -281,11 +302,18 @@ class TrajectoryBuilder:
         vocab = {i: model.token_text(i) for i in sorted(self._ids)}
         return Trajectory(
             **RunInfo.describe(model, self.prompt, self.config),
+            source=_source_of(model, self.config),
             states=list(self.states),
             vocab=vocab,
             final_text=model.decode(final.text_ids()),
             answer_text=model.decode(final.answer_ids()),
         )
+
+
+def _source_of(model, config) -> dict[str, Any] | None:
+    """What recorded a run that our sampler did not make (``model.describe_source(config)``), else None."""
+    describe = getattr(model, "describe_source", None)
+    return None if describe is None else dict(describe(config))
 
 
 def record(model, prompt: str | EncodedPrompt, config: SamplerConfig | None = None) -> Trajectory:
@@ -302,7 +330,7 @@ def _float_or_none(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-def _step_to_dict(state: StepState, record_topk: bool) -> dict[str, Any]:
+def _step_to_dict(state: StepState, record_topk: bool, before: StepState, mask_id: int) -> dict[str, Any]:
     scored = ~np.isnan(state.prob) | ~np.isnan(state.confidence) | (state.proposal >= 0)
     if state.topk_ids is not None:
         scored |= state.topk_ids[:, 0] >= 0
@@ -322,7 +350,25 @@ def _step_to_dict(state: StepState, record_topk: bool) -> dict[str, Any]:
     if record_topk:
         step["topk_ids"] = state.topk_ids[window].tolist()
         step["topk_probs"] = [[_float_or_none(v) for v in row] for row in state.topk_probs[window].tolist()]
+    if len(state.edited):
+        step["edited"] = state.edited.tolist()
+        step["edited_ids"] = state.tokens[state.edited].tolist()
+    # Whatever commits, re-masks and edits do not explain is a new draft (uniform-state runs only).
+    replayed = _replay(before.tokens, state.committed, state.tokens[state.committed], state.remasked, mask_id)
+    replayed[state.edited] = state.tokens[state.edited]
+    drafted = np.flatnonzero(replayed != state.tokens)
+    if drafted.size:
+        step["drafted"] = drafted.tolist()
+        step["drafted_ids"] = state.tokens[drafted].tolist()
     return step
+
+
+def _replay(tokens: np.ndarray, committed: np.ndarray, committed_ids: np.ndarray, remasked: np.ndarray, mask_id: int):
+    """A copy of ``tokens`` with a step's commits and re-masks applied."""
+    result = tokens.copy()
+    result[committed] = committed_ids
+    result[remasked] = mask_id
+    return result
 
 
 def _reject_constant(name: str) -> None:
@@ -364,6 +410,10 @@ _STEP_KEYS = {
     "proposal",
 }
 _TOPK_KEYS = {"topk_ids", "topk_probs"}
+_OPTIONAL_STEP_KEYS = {"edited", "edited_ids", "drafted", "drafted_ids"}
+_OPTIONAL_TOP_KEYS = {"noise", "source"}
+NOISE_KINDS = ("mask", "uniform")
+MAX_SOURCE_KEYS = 64
 
 
 class _Reader:
@@ -375,10 +425,10 @@ class _Reader:
     # -- primitive checks --
 
     @staticmethod
-    def object(value: Any, where: str, keys: set[str]) -> dict[str, Any]:
+    def object(value: Any, where: str, keys: set[str], optional: set[str] = frozenset()) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise TrajectoryError(where or "document", f"must be an object, got {type(value).__name__}")
-        missing, unknown = sorted(keys - value.keys()), sorted(value.keys() - keys)
+        missing, unknown = sorted(keys - value.keys()), sorted(value.keys() - keys - optional)
         if missing:
             raise TrajectoryError(f"{where}.{missing[0]}" if where else missing[0], "is missing")
         if unknown:
@@ -439,7 +489,11 @@ class _Reader:
     # -- the document --
 
     def trajectory(self) -> Trajectory:
-        data = self.object(self.data, "", _TOP_KEYS)
+        data = self.object(self.data, "", _TOP_KEYS, _OPTIONAL_TOP_KEYS)
+        noise = data.get("noise", "mask")
+        if noise not in NOISE_KINDS:
+            raise TrajectoryError("noise", f"must be one of {', '.join(NOISE_KINDS)}, got {str(noise)[:40]!r}")
+        source = self.source(data.get("source"))
         if data["schema_version"] != SCHEMA_VERSION:
             raise TrajectoryError(
                 "schema_version", f"must be {SCHEMA_VERSION!r}, got {str(data['schema_version'])[:60]!r}"
@@ -501,7 +555,7 @@ class _Reader:
         nfe, elapsed = 0, 0.0
         for index, raw in enumerate(steps):
             where = f"steps[{index}]"
-            step = self.object(raw, where, _STEP_KEYS | (_TOPK_KEYS if record_topk else set()))
+            step = self.object(raw, where, _STEP_KEYS | (_TOPK_KEYS if record_topk else set()), _OPTIONAL_STEP_KEYS)
             block = self.integer(step["block"], f"{where}.block", 0, MAX_POSITIONS)
             nfe = self.integer(step["nfe"], f"{where}.nfe", nfe, 2 * MAX_STEPS)
             elapsed = self.number(step["elapsed"], f"{where}.elapsed", elapsed, 1e9)
@@ -536,12 +590,25 @@ class _Reader:
                 readings["topk_ids"] = np.asarray(topk_ids, dtype=np.int64).reshape(width, TOPK)
                 readings["topk_probs"] = np.asarray(topk_probs, dtype=np.float64).reshape(width, TOPK)
                 self.require_known(readings["topk_ids"][readings["topk_ids"] >= 0], f"{where}.topk_ids")
-            if committed.size or remasked.size:
+            edited, edited_ids = self.changes(step, "edited", where, length)
+            drafted, drafted_ids = self.changes(step, "drafted", where, length)
+            if bool(masked[edited].any() or fixed[edited].any()) or np.isin(edited, committed).any() or np.isin(
+                edited, remasked
+            ).any():
+                raise TrajectoryError(f"{where}.edited", "edits a position that is not a written slot")
+            if bool((tokens[edited] == edited_ids).any()):
+                raise TrajectoryError(f"{where}.edited_ids", "an edit must change the token")
+            edited_from = tokens[edited]
+            if committed.size or remasked.size or edited.size or drafted.size:
                 tokens, masked = tokens.copy(), masked.copy()
                 tokens[committed] = committed_ids
                 masked[committed] = False
                 tokens[remasked] = mask_id
                 masked[remasked] = True
+                tokens[edited] = edited_ids
+                if bool(fixed[drafted].any() or not masked[drafted].all()):
+                    raise TrajectoryError(f"{where}.drafted", "drafts a position that is not a slot still masked")
+                tokens[drafted] = drafted_ids
             states.append(
                 step_state(
                     step=index + 1,
@@ -550,6 +617,8 @@ class _Reader:
                     masked=masked,
                     committed=committed,
                     remasked=remasked,
+                    edited=edited,
+                    edited_from=edited_from,
                     nfe=nfe,
                     elapsed=elapsed,
                     **known,
@@ -567,7 +636,33 @@ class _Reader:
             vocab=vocab,
             final_text=final_text,
             answer_text=answer_text,
+            noise=noise,
+            source=source,
         )
+
+    def changes(self, step: dict, name: str, where: str, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """An optional (positions, ids) pair of a step: ``edited``/``edited_ids`` or ``drafted``/``drafted_ids``."""
+        if (name in step) != (f"{name}_ids" in step):
+            raise TrajectoryError(f"{where}.{name}", f"{name} and {name}_ids come together")
+        if name not in step:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        positions = self.positions(step[name], f"{where}.{name}", length)
+        ids = self.int_array(step[f"{name}_ids"], f"{where}.{name}_ids", 0, MAX_TOKEN_ID, length=len(positions))
+        self.require_known(ids, f"{where}.{name}_ids")
+        return positions, ids
+
+    def source(self, value: Any) -> dict[str, Any] | None:
+        """The optional ``source`` object: at most 64 keys, each a short string, number, bool or null."""
+        if value is None:
+            return None
+        if not isinstance(value, dict) or len(value) > MAX_SOURCE_KEYS:
+            raise TrajectoryError("source", f"must be an object of at most {MAX_SOURCE_KEYS} entries")
+        for key, item in value.items():
+            if len(key) > 100 or not (item is None or type(item) in (str, int, float, bool)):
+                raise TrajectoryError(f"source.{key[:40]}", "must be a string, number, true/false or null")
+            if isinstance(item, str):
+                self.text(item, f"source.{key[:40]}", 1000)
+        return dict(value)
 
     def require_known(self, ids: np.ndarray, where: str) -> None:
         missing = np.setdiff1d(np.asarray(ids, dtype=np.int64), self.known)

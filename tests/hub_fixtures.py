@@ -290,3 +290,82 @@ def add_auto_map(folder: Path) -> Path:
     config_path.write_text(json.dumps(config, indent=2))
     (folder / "modeling_custom.py").write_text("raise RuntimeError('remote code must never run in this test')\n")
     return folder
+
+
+# ------------------------------------------------------------------------------------------------
+# DiffusionGemma: stock transformers classes, tiny and random
+# ------------------------------------------------------------------------------------------------
+
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<start_of_turn>"
+    "{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n"
+    "{{ message['content'] | trim }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def build_diffusion_gemma(folder: Path, canvas_length: int = 8, seed: int = 0, generation: dict | None = None) -> Path:
+    """A tiny random ``DiffusionGemmaForBlockDiffusion`` from the stock config classes (2 text layers
+    of width 32 with 2 experts, a 1-layer vision tower of width 16), a byte-level BPE tokenizer with
+    Gemma's special tokens (<pad> 0, <eos> 1, <bos> 2) and a Gemma-style chat template, and a
+    generation config with the model card's sampler settings (``generation`` overrides them)."""
+    from transformers import (
+        DiffusionGemmaConfig,
+        DiffusionGemmaForBlockDiffusion,
+        DiffusionGemmaTextConfig,
+        PreTrainedTokenizerFast,
+    )
+    from transformers.models.diffusion_gemma.generation_diffusion_gemma import (
+        DiffusionGemmaGenerationConfig,
+        EntropyBoundSamplerConfig,
+    )
+
+    specials = ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>", "<image>", "<boi>", "<eoi>"]
+    trained = _train_byte_bpe(specials, vocab_size=320)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=trained, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
+        chat_template=GEMMA_CHAT_TEMPLATE,
+    )
+    vocab = trained.get_vocab_size()
+    text = DiffusionGemmaTextConfig(
+        vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, global_head_dim=16, sliding_window=16,
+        layer_types=["sliding_attention", "full_attention"], max_position_embeddings=512,
+        num_experts=2, top_k_experts=1, moe_intermediate_size=32, pad_token_id=0, eos_token_id=1, bos_token_id=2,
+    )
+    vision = {
+        "model_type": "gemma4_vision", "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 8, "position_embedding_size": 64,
+    }
+    config = DiffusionGemmaConfig(
+        text_config=text.to_dict(), vision_config=vision, canvas_length=canvas_length,
+        image_token_id=trained.token_to_id("<image>"), boi_token_id=trained.token_to_id("<boi>"),
+        eoi_token_id=trained.token_to_id("<eoi>"),
+    )
+    _seed_init(seed)
+    model = DiffusionGemmaForBlockDiffusion(config)
+    settings = {
+        "max_denoising_steps": 6, "t_min": 0.4, "t_max": 0.8, "stability_threshold": 1,
+        "confidence_threshold": 0.005, "sampler_config": EntropyBoundSamplerConfig(entropy_bound=0.1),
+        "eos_token_id": 1, "pad_token_id": 0, **(generation or {}),
+    }
+    model.generation_config = DiffusionGemmaGenerationConfig(**settings)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+# A LLaDA 2.x-like chat template (written for this test) and special tokens, with the mask token on the
+# tokenizer (``LLaDA2Pipeline`` reads ``tokenizer.mask_token_id``).
+LLADA2_LIKE_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<role>{{ message['role'] | upper }}</role>"
+    "{{ message['content'] | trim }}{% endfor %}{% if add_generation_prompt %}<role>ASSISTANT</role>{% endif %}"
+)
+
+
+def build_llada2_standin(folder: Path) -> StandIn:
+    """LLaDA 2.x's conventions around the tiny remote-code stand-in: a mask token the tokenizer names,
+    an end-of-text token, a role-tag chat template and an ``auto_map`` (remote code)."""
+    specials = ["<|startoftext|>", "<|endoftext|>", "<role>", "</role>", "<|mask|>"]
+    special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "mask_token": "<|mask|>"}
+    return _standin(folder, specials, special, LLADA2_LIKE_TEMPLATE, mask="<|mask|>", eot="<|endoftext|>")

@@ -54,7 +54,7 @@ def test_registry_lists_every_required_entry_default_first():
         assert (
             spec.display_name
             and spec.description
-            and spec.family in ("canvas", "llada", "dream", "mlm", "ar-diffusion")
+            and spec.family in ("canvas", "llada", "dream", "mlm", "ar-diffusion", "diffusion-gemma", "llada2")
         )
         with pytest.raises(dataclasses.FrozenInstanceError):
             spec.key = "changed"
@@ -76,7 +76,11 @@ def test_llada_and_dream_conventions_match_their_model_cards():
 
 def test_remote_code_only_for_allow_listed_entries_pinned_to_a_commit():
     remote = {spec.repo_id: spec.revision for spec in list_models() if spec.trust_remote_code}
+    pending = {repo: remote.pop(repo) for repo in list(remote) if repo in hub.REMOTE_CODE_PIN_PENDING}
     assert remote == hub.TRUSTED_REMOTE_CODE
+    for repo in pending:  # listed, but refused until its commit is verified and pinned
+        with pytest.raises(hub.ModelRefusedError, match="commit hash has not been verified"):
+            hub.remote_code_trusted(get_spec(repo))
     for revision in remote.values():
         assert re.fullmatch(r"[0-9a-f]{40}", revision)
     assert all(not spec.trust_remote_code for spec in list_models() if spec.family in ("canvas", "mlm"))

@@ -147,8 +147,8 @@ def create_ui() -> CanvasUI:
                     "This strategy has no extra settings.", visible=kind == "autoregressive"
                 )
             c["strategy_box"] = strategy_box
-            with gr.Accordion("Revision: re-masking (ReMDM)", open=False) as remask_box:
-                for name in ("remask", "eta", "remask_t_on", "remask_t_off"):
+            with gr.Accordion("Revision: re-masking (ReMDM) and token editing", open=False) as remask_box:
+                for name in ("remask", "eta", "remask_t_on", "remask_t_off", "edit_threshold"):
                     c[name] = setting_widget(name)
             c["remask_box"] = remask_box
             with gr.Accordion("Guidance and speed", open=False) as cfg_box:

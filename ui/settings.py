@@ -147,6 +147,7 @@ def build_config(prompt: str, model_kind: str = "diffusion", **values: Any) -> t
         config["order_temperature"] = 0.0
     if spec is not None and not spec.allows_remask:
         config["remask"] = None
+        config["edit_threshold"] = None
     if model_kind == "autoregressive":
         config.update(cfg_scale=0.0, cache=None)  # an AR model always decodes with its exact KV cache
     return SamplerConfig(**config, record_topk=True), note

@@ -61,6 +61,16 @@ TRUSTED_REMOTE_CODE: dict[str, str] = {
     "Dream-org/Dream-v0-Instruct-7B": "05334cb9faaf763692dcf9d8737c642be2b2a6ae",
 }
 
+# Remote code that belongs on the allow-list but whose commit could not be looked up where this was
+# written (no network): loading is refused with this note until the hash is added above.
+REMOTE_CODE_PIN_PENDING: dict[str, str] = {
+    "inclusionAI/LLaDA2.1-mini": (
+        "its commit hash has not been verified yet (this checkout was prepared offline); look it up with "
+        "`hf download inclusionAI/LLaDA2.1-mini --dry-run` or on the Hub, review its modeling code, and add "
+        "it to TRUSTED_REMOTE_CODE in dlm_core/models/hub.py"
+    ),
+}
+
 # Memory estimate: parameters x bytes per parameter x this factor (activations for a ~1k-token
 # canvas, the logits tensor, allocator slack). Deliberately rough; it exists to refuse hopeless
 # loads (an 8B model in fp32 on a 16 GB laptop) before a 16 GB download, not to pack memory tightly.
@@ -368,14 +378,14 @@ def resolve_snapshot(
     return folder
 
 
-def read_config(repo_id: str, revision: str | None, *, name: str) -> dict:
+def read_config(repo_id: str, revision: str | None, *, name: str, download_gb: float | None = None) -> dict:
     """``config.json`` alone (a few kB), so policy checks run before any weights are fetched."""
     if is_local_path(repo_id):
         path = Path(repo_id).expanduser() / "config.json"
         if not path.is_file():
             raise ModelRefusedError(f"{repo_id} has no config.json, so it is not a transformers model folder")
         return json.loads(path.read_text())
-    folder = resolve_snapshot(repo_id, revision, name=name, need_weights=False)
+    folder = resolve_snapshot(repo_id, revision, name=name, need_weights=False, download_gb=download_gb)
     return json.loads((folder / "config.json").read_text())
 
 
@@ -667,6 +677,10 @@ def remote_code_trusted(spec: ModelSpec) -> bool:
     """True only for a spec that asks for remote code *and* matches an allow-list entry exactly."""
     if not spec.trust_remote_code:
         return False
+    if spec.repo_id in REMOTE_CODE_PIN_PENDING and spec.repo_id not in TRUSTED_REMOTE_CODE:
+        raise ModelRefusedError(
+            f"{spec.display_name}: {spec.repo_id} runs remote code, and {REMOTE_CODE_PIN_PENDING[spec.repo_id]}"
+        )
     pinned = TRUSTED_REMOTE_CODE.get(spec.repo_id)
     if pinned is None or pinned != spec.revision:
         raise ModelRefusedError(
@@ -696,7 +710,7 @@ def load_hub_model(
     eviction frees, counted as available by the memory checks.
     """
     adapter_class = ADAPTERS.get(spec.family)
-    if adapter_class is None:
+    if adapter_class is None and spec.family not in OWN_SAMPLER_FAMILIES:
         raise ModelRefusedError(f"{spec.display_name}: family {spec.family!r} has no hub loader")
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
@@ -706,7 +720,7 @@ def load_hub_model(
 
     config = None
     if not trusted:
-        config = read_config(spec.repo_id, spec.revision, name=spec.display_name)
+        config = read_config(spec.repo_id, spec.revision, name=spec.display_name, download_gb=spec.download_gb)
         refuse_remote_code(spec.repo_id, config)
         if spec.family == "mlm":
             _refuse_non_mlm(spec, config)
@@ -729,9 +743,34 @@ def load_hub_model(
     from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trusted)
+    if spec.family in OWN_SAMPLER_FAMILIES:
+        return _load_own_sampler_model(spec, folder, tokenizer, device, dtype, trusted)
     auto_class = AutoModelForMaskedLM if spec.family == "mlm" else AutoModel
     model = auto_class.from_pretrained(folder, trust_remote_code=trusted, dtype=dtype)
     return adapter_class(model.to(device), tokenizer, spec, device=device)
+
+
+# Families whose models run their own sampler (``models.external``), recorded through ``models.bridge``.
+OWN_SAMPLER_FAMILIES = ("diffusion-gemma", "llada2")
+
+
+def _load_own_sampler_model(spec: ModelSpec, folder: Path, tokenizer, device, dtype, trusted: bool):
+    """DiffusionGemma with the stock ``DiffusionGemmaForBlockDiffusion`` class (never remote code);
+    LLaDA 2.x with its allow-listed remote code (``AutoModelForCausalLM``, as its model card loads it)."""
+    from .external import DiffusionGemmaAdapter, LLaDA2Adapter
+
+    if spec.family == "diffusion-gemma":
+        from transformers import DiffusionGemmaForBlockDiffusion
+
+        model = DiffusionGemmaForBlockDiffusion.from_pretrained(folder, dtype=dtype)
+        adapter = DiffusionGemmaAdapter(model.to(device), tokenizer, spec, device=device)
+    else:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=trusted, dtype=dtype)
+        adapter = LLaDA2Adapter(model.to(device), tokenizer, spec, device=device)
+    adapter.wrap_run = _hosting.wrap_forward  # on ZeroGPU the whole recorded run is one GPU call
+    return adapter
 
 
 def _refuse_non_mlm(spec: ModelSpec, config: dict) -> None:

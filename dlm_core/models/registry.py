@@ -17,6 +17,13 @@ from public code that pins or caches these exact snapshots:
 * dllm-hub/ModernBERT-large-chat-v0.1 loads with the stock ModernBertForMaskedLM class (no remote code),
   so it tracks the named revision ``main``; no commit hash could be looked up offline.
 
+* google/diffusiongemma-26B-A4B-it loads with the stock ``DiffusionGemmaForBlockDiffusion`` class of
+  transformers 5.24 (no remote code), so like ModernBERT-chat it tracks ``main``; its commit could not
+  be looked up offline. It runs its own sampler (``models.external``), recorded by ``models.bridge``.
+* inclusionAI/LLaDA2.1-mini needs remote code (its MoE modeling file). It is listed, but loading is
+  refused until its commit hash is verified and added to ``hub.TRUSTED_REMOTE_CODE``
+  (``hub.REMOTE_CODE_PIN_PENDING`` says so in the error).
+
 Why dllm-hub/Qwen3-0.6B-diffusion-mdlm-v0.1 (and its BD3LM sibling) is not listed: its config.json has
 ``model_type: "a2d-qwen3"`` with an ``auto_map`` to the repository's ``modeling_qwen3.py`` (Qwen3 with
 the causal mask replaced by a bidirectional one). Stock transformers has no class for it, and loading
@@ -199,6 +206,35 @@ _SPECS = (
         description="ModernBERT-large fine-tuned as a chatbot with the masked-diffusion objective (dLLM BERT-Chat).",
     ),
 )
+
+DIFFUSION_GEMMA = ModelSpec(
+    key="diffusiongemma-26b-a4b-it",
+    display_name="DiffusionGemma 26B-A4B (uniform-state, GPU)",
+    repo_id="google/diffusiongemma-26B-A4B-it",
+    family="diffusion-gemma",
+    revision="main",
+    params_b=25.8,  # every expert is loaded (about 4B are active per token)
+    download_gb=52.0,
+    chat_template=True,
+    max_length=8192,
+    description="Google's uniform-state block diffusion LLM (Gemma 4 MoE): refines canvases of random tokens, "
+    "accepting the surest positions each step; stops early once stable. Needs a large GPU.",
+)
+LLADA_2_1_MINI = ModelSpec(
+    key="llada2.1-mini",
+    display_name="LLaDA 2.1 mini (token editing, GPU)",
+    repo_id="inclusionAI/LLaDA2.1-mini",
+    family="llada2",
+    revision=None,  # pin pending: see hub.REMOTE_CODE_PIN_PENDING
+    trust_remote_code=True,
+    params_b=16.3,
+    download_gb=32.6,
+    chat_template=True,
+    max_length=8192,
+    description="A 16B MoE masked diffusion LLM that also edits tokens it already wrote (LLaDA 2.1), run by "
+    "diffusers' LLaDA2Pipeline. Needs a large GPU.",
+)
+_SPECS = (*_SPECS, DIFFUSION_GEMMA, LLADA_2_1_MINI)
 
 REGISTRY: dict[str, ModelSpec] = {spec.key: spec for spec in _SPECS}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Family = Literal["canvas", "llada", "dream", "mlm", "ar-diffusion"]
+Family = Literal["canvas", "llada", "dream", "mlm", "ar-diffusion", "diffusion-gemma", "llada2"]
 
 
 @dataclass(frozen=True)

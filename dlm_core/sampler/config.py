@@ -149,6 +149,10 @@ class SamplerConfig:
         eta: the ReMDM eta in [0, 1]: the cap (``cap``, ``confidence``) or the scale (``rescale``).
         remask_t_on / remask_t_off: re-mask only at steps whose block time t (fraction of the block
             still masked when the step starts) satisfies t_off < t <= t_on; 0 <= t_off < t_on <= 1.
+    Revision (token editing, LLaDA 2.1)
+        edit_threshold: tau in (0, 1] or None (off). At every step a token written earlier in the
+            active block is replaced by the model's top candidate there when that candidate is a
+            different token with probability >= tau (``loop.edit_positions``). Diffusion models only.
     Recording
         record_topk: also record the 5 most likely tokens and their probabilities per position.
     """
@@ -215,6 +219,13 @@ class SamplerConfig:
     remask_t_off: float = setting(0.0, Setting(
         "Re-mask until t", "... and t > this", "float", 0.0, 1.0,
         widget=Widget("…and more than this fraction is.", 0, 1, 0.05, 0.0)))
+    edit_threshold: float | None = setting(None, Setting(
+        "Token editing τ", "LLaDA 2.1 token editing: rewrite a written token of the active block when the model's "
+        "top candidate there is another token with probability >= τ, in (0, 1] (none = off)",
+        "float", 0.0, 1.0, open_low=True, optional=True,
+        widget=Widget("Let the model rewrite a token it already wrote when it is now at least this sure of a "
+                      "different one (LLaDA 2.1 editing; 0 = off). Unlike re-masking, the token is replaced "
+                      "directly.", 0, 1, 0.05, 0.0, off=0.0)))
     cfg_scale: float = setting(0.0, Setting(
         "Guidance (CFG)", "classifier-free guidance scale (0 = off; costs 2 NFE per step)", "float", 0.0, MAX_CFG_SCALE,
         widget=Widget("> 0 makes the text follow the prompt more closely; costs 2 model calls per step.", 0, 5, 0.1, 0.0)))
@@ -252,6 +263,11 @@ class SamplerConfig:
                 "order_temperature",
                 f"order_temperature must be 0 with strategy {self.strategy} (it applies to {ranked}), "
                 f"got {self.order_temperature}",
+            )
+        if self.edit_threshold is not None and not spec.allows_remask:
+            raise ConfigError(
+                "edit_threshold",
+                f"edit_threshold must be None with strategy {self.strategy} (it commits in a fixed order)",
             )
         if self.remask is not None and not spec.allows_remask:
             raise ConfigError(

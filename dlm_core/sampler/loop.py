@@ -19,7 +19,12 @@ One step (LLaDA's Algorithm 5 generalised; all tensors batched over rows, no per
 5. Optional ReMDM re-masking of tokens committed earlier in the block (``remask_positions``); every
    re-masked token is paid back by one extra commit (the next most confident masked slots), so the
    number of masks left after the step is what the schedule says and the run still ends unmasked.
-6. The block is done when it has no mask left; the next block starts at the next step.
+6. Optional token editing (LLaDA 2.1, ``config.edit_threshold`` = tau): a token written earlier in
+   the block (not re-masked by this step) is replaced by the model's top candidate there when that
+   candidate is a different token with probability >= tau (``edit_positions``). It reads the step's
+   logits only and draws nothing, so runs without editing are untouched and the draw order below
+   holds with editing too.
+7. The block is done when it has no mask left; the next block starts at the next step.
 
 RNG: one private ``torch.Generator`` on the model's device, seeded with ``config.seed`` (the global
 RNG is never touched). Draw order per step, for the b rows decoded at that step and W = the widest
@@ -290,9 +295,11 @@ class _Run:
         proposal = self._propose(logits, candidates)  # draw (a)
         selection = self._choose(window, proposal, candidates)  # draw (b)
         transfer, remask = self._remask(window, candidates, selection)  # draw (c)
+        edit = self._edit(window, proposal, candidates, remask)  # no draw
         prob = self._apply(window, proposal, candidates, transfer, remask)
+        self._rewrite(window, edit)
         self._advance_blocks(window, candidates, transfer, remask)
-        return _StepResult(window, proposal, candidates, transfer, remask, selection.confidence, prob)
+        return _StepResult(window, proposal, candidates, transfer, remask, selection.confidence, prob, edit)
 
     def _window(self) -> _Window:
         """The rows with masks left and each one's active block, as positions in reading order."""
@@ -400,6 +407,26 @@ class _Run:
         self.masked[rows[remask], positions[remask]] = True
         return prob
 
+    def _edit(self, window: _Window, proposal: _Proposal, candidates: torch.Tensor, remask: torch.Tensor) -> _Edit | None:
+        """Token editing (LLaDA 2.1): which written tokens of the block the model now rewrites, and to what.
+        None when editing is off."""
+        tau = self.config.edit_threshold
+        if tau is None:
+            return None
+        current = self.x[window.rows].gather(1, window.positions)
+        editable = ~candidates & ~remask & window.in_block & ~self.fixed[window.rows].gather(1, window.positions)
+        where, new, prob = edit_positions(proposal.model_probs, current, editable, tau)
+        return _Edit(where, current, new, prob)
+
+    def _rewrite(self, window: _Window, edit: _Edit | None) -> None:
+        """Apply the edits: each rewritten position takes its new token (and its probability, for ReMDM)."""
+        if edit is None or not bool(edit.where.any()):
+            return
+        rows = window.rows.unsqueeze(1).expand_as(window.positions)[edit.where]
+        positions = window.positions[edit.where]
+        self.x[rows, positions] = edit.new[edit.where]
+        self.commit_prob[rows, positions] = edit.prob[edit.where]
+
     def _advance_blocks(
         self, window: _Window, candidates: torch.Tensor, transfer: torch.Tensor, remask: torch.Tensor
     ) -> None:
@@ -423,6 +450,9 @@ class _Run:
         positions, in_block = result.window.positions.cpu().numpy(), result.window.in_block.cpu().numpy()
         candidates, transfer, remask = (t.cpu().numpy() for t in (result.candidates, result.transfer, result.remask))
         confidence, prob, x0 = (t.cpu().numpy() for t in (result.confidence, result.prob, result.proposal.x0))
+        edit = result.edit
+        if edit is not None:
+            edit_where, edit_from = edit.where.cpu().numpy(), edit.old.cpu().numpy()
         topk, topk_ids, topk_probs = result.proposal.topk, None, None
         if topk is not None:
             topk_ids, topk_probs = topk.indices.cpu().numpy(), topk.values.cpu().numpy()
@@ -445,6 +475,8 @@ class _Run:
                 proposal=x0[i][valid],
                 topk_ids=None if topk_ids is None else topk_ids[i][valid],
                 topk_probs=None if topk_probs is None else topk_probs[i][valid],
+                edited=() if edit is None else positions[i][edit_where[i]],
+                edited_from=() if edit is None else edit_from[i][edit_where[i]],
             )
         return states
 
@@ -482,6 +514,39 @@ class _StepResult:
     remask: torch.Tensor  # re-masked by this step
     confidence: torch.Tensor  # the strategy's score
     prob: torch.Tensor  # model probability of the token each slot shows
+    edit: _Edit | None = None  # token edits, when editing is on
+
+
+@dataclass
+class _Edit:
+    """Token edits of one step, per decoded row and window slot (torch, on device)."""
+
+    where: torch.Tensor  # b x W bool: rewritten by this step
+    old: torch.Tensor  # b x W: the token each slot held when the step began
+    new: torch.Tensor  # b x W: the model's top candidate (the new token where ``where``)
+    prob: torch.Tensor | None = None  # b x W: the candidate's probability
+
+
+def edit_positions(
+    model_probs: torch.Tensor, tokens: torch.Tensor, editable: torch.Tensor, tau: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """LLaDA 2.1 token editing (Token-to-Token): (where, top token, its probability) per slot.
+
+    ``model_probs`` (b x W x V): the model's temperature-1 distribution at each slot (after guidance,
+    [MASK] excluded, before top-k / top-p, which never drop the top token). A slot is rewritten when
+    it is ``editable`` (written before this step, not a prompt token, in the active block) and the
+    top candidate argmax_v p_v differs from its token with probability p_max >= ``tau``.
+
+    Reference: diffusers' ``BlockRefinementScheduler.step`` (the LLaDA2Pipeline's scheduler) edits
+    where ``sampled_probs > editing_threshold`` and the sampled token differs; at temperature 0 the
+    sampled token is the argmax, so the two rules agree except when p_max equals tau exactly (ours
+    edits, theirs does not; tests/test_sampler_editing.py checks both on the same logits). Our
+    simplifications: the candidate is always the argmax (diffusers samples it at temperature > 0),
+    and edits happen only during the block's own steps (LLaDA2Pipeline also runs up to
+    ``max_post_steps`` extra edit-only steps after a block's last mask is filled).
+    """
+    top_prob, top = model_probs.max(-1)
+    return editable & (top != tokens) & (top_prob >= tau), top, top_prob
 
 
 # -- public entry points -----------------------------------------------------------------------------
@@ -500,6 +565,8 @@ def denoise_batch(model, prompts: Sequence[str | EncodedPrompt], config: Sampler
     selects a Fast-dLLM ``CachedForward`` for diffusion models (``step_function``).
     """
     config = SamplerConfig() if config is None else config
+    if getattr(model, "run_states", None) is not None:
+        return _external_batch(model, prompts, config)
     if getattr(model, "kind", None) == "autoregressive" and getattr(model, "supports_cache", False):
         # The exact KV-cached left-to-right decoder: O(1) tokens of compute per step instead of O(length).
         if config.cache is not None:
@@ -509,6 +576,25 @@ def denoise_batch(model, prompts: Sequence[str | EncodedPrompt], config: Sampler
             )
         return decode_autoregressive_batch(model, prompts, config)
     return _Run(model, prompts, config).states()
+
+
+def _external_batch(model, prompts, config: SamplerConfig):
+    """A model with its own sampler (``models.external``): its recorded states, as batches of one.
+    Its settings errors come out as ``ConfigError`` / ``PromptError`` naming the field, at the call."""
+    from ..models.external import ExternalConfigError
+
+    if len(prompts) != 1:
+        raise ConfigError("prompt", f"{model.name} runs its own sampler: one prompt at a time, got {len(prompts)}")
+    prompt = prompts[0]
+    if isinstance(prompt, EncodedPrompt):
+        raise PromptError("prompt", f"{model.name} takes its prompt as text (it applies its own chat template)")
+    try:
+        states = model.run_states(prompt, config)
+    except ExternalConfigError as error:
+        if error.field == "prompt":
+            raise PromptError("prompt", error.message) from None
+        raise ConfigError(error.field, error.message) from None
+    return ([state] for state in states)
 
 
 def denoise(model, prompt: str | EncodedPrompt, config: SamplerConfig | None = None) -> Iterator[StepState]:

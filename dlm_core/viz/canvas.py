@@ -125,6 +125,22 @@ def span_html(
         classes.append("p")
         title = f"{where} · prompt {visible(view.token_text(token))} (given, never changed)"
         body = token_body(view.token_text(token))
+    elif masked and frame.uniform:
+        # Uniform-state diffusion: no mask token. A position shows its current draft, faded until accepted.
+        classes.append("d")
+        if token == frame.mask_id and not frame.remasked[position]:
+            title = f"{where} · not drawn yet: this canvas has not started"
+            body = "\u00b7"
+        else:
+            prob = float(frame.prob[position]) if frame.prob is not None else float("nan")
+            sure = f" · {percent(prob)} sure" if prob == prob else ""
+            renoised = " · renoised this step (it was accepted before)" if frame.remasked[position] else ""
+            title = f"{where} · draft {visible(view.token_text(token))}{sure}: not accepted yet{renoised}"
+            body = token_body(view.token_text(token))
+            if frame.remasked[position]:
+                classes.append("r")
+        if detail:
+            title += _topk_text(view, frame, position)
     elif masked:
         classes.append("m")
         if frame.remasked[position]:
@@ -151,6 +167,9 @@ def span_html(
         title = f"{where} · {visible(text)} · written at step {step} · {percent(p)} sure"
         if frame.remask_count[position]:
             title += f" · revised ({frame.remask_count[position]}× re-masked before)"
+        if position in frame.edited:
+            classes.append("ed")
+            title += f" · edited: {visible(view.token_text(frame.edited[position]))} → {visible(text)}"
         if detail:
             title += _topk_text(view, frame, position)
         if is_eos:
@@ -178,14 +197,16 @@ def status_line(view: RunView, frame: Frame) -> str:
     parts = [f"Step {frame.step} of {'≤ ' if _adaptive(view) else ''}{budget}"]
     parts.append(f"{written} of {total} tokens written")
     if frame.step == 0:
-        parts.append("every slot starts as a mask")
+        parts.append("every slot starts as noise" if frame.uniform else "every slot starts as a mask")
     else:
         new = int(frame.new.sum())
         span = "this step" if frame.since == frame.step - 1 else f"in steps {frame.since + 1}–{frame.step}"
         parts.append(f"{new} new {span}")
         remasked = int(frame.remasked.sum())
         if remasked:
-            parts.append(f"{remasked} re-masked")
+            parts.append(f"{remasked} {'renoised' if frame.uniform else 're-masked'}")
+        if frame.edited:
+            parts.append(f"{len(frame.edited)} edited")
     return " · ".join(parts)
 
 
@@ -262,6 +283,8 @@ def legend_html() -> str:
         '<span class="t q3 n">new</span> written this step '
         f'<span class="t m r">{MASK_GLYPH}</span> re-masked (to be rewritten) '
         '<span class="t q2 v">revised</span> rewritten after a re-mask '
+        '<span class="t q2 ed">edited</span> replaced by another token (token editing) '
+        '<span class="t d">draft</span> draft, not accepted yet (uniform-state models) '
         '<span class="t p">prompt</span> your prompt '
         f'<span class="t q4 e">{EOS_LABEL}</span> end of text '
         '<span class="t q1 x">after</span> after the end (not part of the answer)'
@@ -282,13 +305,23 @@ def inspector_html(view: RunView, step: int | None, position: int | None) -> str
     head = f"Position {position} at step {frame.step}: "
     if frame.fixed[position]:
         head += f"prompt token {visible(view.token_text(token))}, given by you (the model never changes it)."
+    elif frame.masked[position] and frame.uniform and token != frame.mask_id:
+        entropy = -float(frame.confidence[position]) if frame.confidence is not None else float("nan")
+        spread = f", entropy {entropy:.2f} nats" if entropy == entropy else ""
+        head += f"draft {visible(view.token_text(token))}, not accepted yet (uniform-state: no mask){spread}."
     elif frame.masked[position]:
-        head += "still masked."
+        head += "not drawn yet." if frame.uniform else "still masked."
     else:
         head += (
             f"{visible(view.token_text(token))}, written at step {int(frame.commit_step[position])} "
             f"with {percent(float(frame.commit_prob[position]))} confidence."
         )
+        if position in frame.edited:
+            head += (
+                f" Edited this step: {visible(view.token_text(frame.edited[position]))} → "
+                f"{visible(view.token_text(token))} (token editing replaces a written token directly; "
+                "re-masking would have turned it back into a mask)."
+            )
     rows = []
     source_step = frame.step
     ids = probs = None

@@ -37,6 +37,7 @@ for _i, (_colour, _) in enumerate(PALETTE):
     COLORSCALE += [[_i / len(PALETTE), _colour], [(_i + 1) / len(PALETTE), _colour]]
 COMMIT_COLOUR = "#f97316"
 REMASK_COLOUR = "#dc2626"
+EDIT_COLOUR = "#7c3aed"  # token editing (LLaDA 2.1): a written token replaced by another
 VEIL_COLOUR = "rgba(128,128,128,0.55)"
 HEIGHT = 380
 MAX_SIDE = 512  # rows / columns of the heatmap matrix beyond which it is thinned
@@ -154,7 +155,22 @@ def heatmap_dict(view: RunView, *, cursor: int | None = None, upto: int | None =
         remasked = _markers("re-masked", steps, positions, lost, view)
         remasked["hovertemplate"] = "%{text} re-masked at step %{y} · position %{x}<extra></extra>"
         remasked["marker"] = {"symbol": "x", "size": 8, "color": REMASK_COLOUR}
+        if getattr(view.meta, "noise", "mask") == "uniform":
+            remasked["name"] = "renoised"
+            remasked["hovertemplate"] = "%{text} renoised at step %{y} · position %{x}<extra></extra>"
         data.append(remasked)
+    edits = [
+        (state.step, int(position), f"{visible(view.token_text(int(old)))} → {visible(view.token_text(int(state.tokens[position])))}")
+        for state in view.states[1 : last + 1]
+        for position, old in zip(getattr(state, "edited", ()), getattr(state, "edited_from", ()), strict=True)
+    ]
+    if edits:
+        steps, positions, labels = zip(*edits, strict=True)
+        edited = {"type": "scatter", "mode": "markers", "name": "edited", "x": _positions(list(positions)),
+                  "y": _positions(list(steps)), "text": [html.escape(label) for label in labels]}
+        edited["hovertemplate"] = "edited at step %{y} · position %{x}<br>%{text}<extra></extra>"
+        edited["marker"] = {"symbol": "diamond", "size": 8, "color": EDIT_COLOUR, "line": {"width": 1, "color": "#ffffff"}}
+        data.append(edited)
     layout = {
         "height": HEIGHT,
         "margin": {"l": 56, "r": 8, "t": 28, "b": 44},

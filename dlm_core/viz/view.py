@@ -58,6 +58,10 @@ class Frame:
     new: np.ndarray  # bool: committed in (since, step] and still committed
     remasked: np.ndarray  # bool: re-masked in (since, step] and still masked
     previous: dict[int, int] = field(default_factory=dict)  # re-masked position -> the token it lost
+    # token edits (LLaDA 2.1) in (since, step]: position -> the token it held before its first edit there
+    edited: dict[int, int] = field(default_factory=dict)
+    uniform: bool = False  # a uniform-state run: masked positions show draft tokens (see ``StepState``)
+    mask_id: int = -1
     topk_ids: np.ndarray | None = None
     topk_probs: np.ndarray | None = None
     prob: np.ndarray | None = None
@@ -249,8 +253,11 @@ class RunView:
         new = np.zeros(self.length, dtype=bool)
         remasked = np.zeros(self.length, dtype=bool)
         previous: dict[int, int] = {}
+        edited: dict[int, int] = {}
         for k in range(since + 1, step + 1):
             s = self.states[k]
+            for position, old in zip(getattr(s, "edited", ()), getattr(s, "edited_from", ()), strict=True):
+                edited.setdefault(int(position), int(old))
             if len(s.committed):
                 new[np.asarray(s.committed)] = True
             if len(s.remasked):
@@ -272,6 +279,9 @@ class RunView:
             new=new,
             remasked=remasked,
             previous={p: t for p, t in previous.items() if remasked[p]},
+            edited={p: t for p, t in edited.items() if not masked[p] and int(state.tokens[p]) != t},
+            uniform=getattr(self.meta, "noise", "mask") == "uniform",
+            mask_id=int(self.meta.mask_id),
             topk_ids=state.topk_ids,
             topk_probs=state.topk_probs,
             prob=np.asarray(state.prob),
@@ -304,4 +314,6 @@ def _apply(state: Any, commit_step: np.ndarray, commit_prob: np.ndarray, remask_
     commit_prob[remasked] = np.nan
     commit_step[committed] = state.step
     commit_prob[committed] = np.asarray(state.prob)[committed]
+    edited = np.asarray(getattr(state, "edited", ()), dtype=np.int64)
+    commit_step[edited] = state.step  # rewritten by a token edit at this step
 
