@@ -183,6 +183,76 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+CODE_CARD = """---
+license: psf-2.0
+library_name: transformers
+tags: [diffusion-canvas, python, code, {tag}]
+---
+
+# {name}
+
+{summary}
+
+| | |
+| --- | --- |
+| architecture | CanvasLM (``dlm_core/models/canvas_lm.py``): {layers} layers, width {width}, {heads} heads, SwiGLU {mlp}, rotary positions, RMSNorm, tied embeddings; {attention} attention |
+| context | {context} tokens |
+| tokenizer | byte-level BPE, {vocab} tokens (indentation and newlines are ordinary bytes: decoding is exact), ``<|mask|>`` = {mask_id}, ``<|endoftext|>`` = {eos_id} |
+| data | the standard library of {python} ({licence}): {train_files} modules, {train_tokens:,} training tokens; {held_out} whole modules held out; files, hashes and split in ``runs/code-data/manifest.json`` (``dlm_core.code_data``) |
+| objective | {objective} |
+| training compute | {steps:,} optimiser steps, {tokens:,} tokens, {hours:.2f} h on a 2-core x86-64 CPU (bf16 autocast) |
+| weights | ``model.safetensors``, float16 |
+| reproduce | ``bash scripts/train_code.sh`` (resumable) |
+
+## Evaluation
+
+Held-out modules, bits per character (``python -m dlm_core.evaluate --data runs/code-data --ar assets/code-ar
+--diffusion assets/code-diffusion``):
+
+| | bits per character |
+| --- | ---: |
+| unigram baseline | {unigram:.3f} |
+| autoregressive twin (exact NLL) | {ar_bpc:.3f} |
+| diffusion model (ELBO upper bound, s.e. {stderr:.3f}) | {diff_bpc:.3f} |
+
+Completing held-out functions from their signature and docstring (``python -m dlm_core.code_eval``):
+
+{generation}
+"""
+
+
+def write_cards(result: dict, bpc: dict, diffusion: Path, ar: Path, data: Path) -> None:
+    """README.md model cards for the code pair, every number from ``result`` (this module), ``bpc``
+    (``dlm_core.evaluate``'s JSON) and the folders' ``config.json`` / ``training.json``."""
+    stats = json.loads((data / "stats.json").read_text())
+    manifest = json.loads((data / "manifest.json").read_text())
+    for folder, kind in ((diffusion, "diffusion"), (ar, "ar")):
+        config = json.loads((folder / "config.json").read_text())
+        training = json.loads((folder / "training.json").read_text())
+        is_diffusion = kind == "diffusion"
+        card = CODE_CARD.format(
+            name=folder.name, tag="masked-diffusion" if is_diffusion else "autoregressive",
+            summary=("Diffusion Canvas's built-in masked diffusion model for Python: it starts from a canvas of masks "
+                     "and writes code in any order, so it can also fill in the middle of a function. Initialised from "
+                     "the autoregressive twin's weights, then trained with the masked-diffusion objective."
+                     if is_diffusion else
+                     "The autoregressive twin of code-diffusion: same size, tokenizer and data; writes left to right. "
+                     "The race's opponent and the scorer for generative perplexity."),
+            layers=config["num_hidden_layers"], width=config["hidden_size"], heads=config["num_attention_heads"],
+            mlp=config["intermediate_size"], attention="bidirectional" if is_diffusion else "causal",
+            context=config["max_position_embeddings"], vocab=config["vocab_size"], mask_id=config["mask_token_id"],
+            eos_id=config["eos_token_id"], python=f"{manifest['implementation']} {manifest['python_version']}",
+            licence=manifest["licence"], train_files=stats["train"]["plays"], train_tokens=stats["train"]["tokens"],
+            held_out=len(stats["validation_plays"]),
+            objective=("LLaDA / MDLM masked diffusion: t ~ U(0, 1], mask each token with probability t, cross-entropy "
+                       "on masked tokens weighted by 1/t" if is_diffusion else "next-token cross-entropy"),
+            steps=training["step"], tokens=training["tokens"], hours=training["seconds"] / 3600,
+            unigram=bpc["unigram_bits_per_char"], ar_bpc=bpc["ar_bits_per_char"], diff_bpc=bpc["diffusion_bits_per_char"],
+            stderr=bpc["diffusion_bits_per_char_stderr"], generation=markdown(result),
+        )
+        (folder / "README.md").write_text(card)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dlm_core.code_eval", description=__doc__.split("\n\n")[0])
     parser.add_argument("--code-ar", default=str(ASSETS_DIR / "code-ar"))
@@ -200,7 +270,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None, help="write the markdown here")
     parser.add_argument("--json", default=None, help="write the figures here")
+    parser.add_argument("--data", default="runs/code-data", help="the code corpus (stats, manifest) for the cards")
+    parser.add_argument("--bpc-json", default=None,
+                        help="with --write-cards: the JSON of `python -m dlm_core.evaluate --data runs/code-data ...`")
+    parser.add_argument("--write-cards", action="store_true", help="write README.md model cards into both folders")
     args = parser.parse_args(argv)
+    if args.write_cards and not args.bpc_json:
+        parser.error("--write-cards needs --bpc-json (the held-out bits per character)")
     for flag, value, low, high in (("--functions", args.functions, 1, 200), ("--length", args.length, 8, 512),
                                    ("--seeds", args.seeds, 1, 16), ("--threads", args.threads, 1, 64),
                                    ("--prose-prompts", args.prose_prompts, 1, len(SAMPLE_PROMPTS))):
@@ -215,6 +291,9 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.out).write_text(text)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    if args.write_cards:
+        bpc = json.loads(Path(args.bpc_json).read_text())
+        write_cards(result, bpc, Path(args.code_diffusion), Path(args.code_ar), Path(args.data))
 
 
 if __name__ == "__main__":

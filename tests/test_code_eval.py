@@ -87,3 +87,32 @@ def test_best_within_targets_takes_the_most_parallel_row_that_meets_them():
     assert code_eval.best_within_targets(rows, "parse_share")["setting"] == "ok"
     assert code_eval.best_within_targets(rows[2:3] + rows[2:], "parse_share")["setting"] == "worse ppl"
 
+
+
+def test_write_cards_fills_every_number_from_its_sources(tmp_path):
+    import json
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "stats.json").write_text(json.dumps({"validation_plays": ["a.py", "b.py"], "train": {"plays": 40, "tokens": 12345}}))
+    (data / "manifest.json").write_text(json.dumps({"implementation": "CPython", "python_version": "3.11.7", "licence": "PSF"}))
+    config = {"num_hidden_layers": 6, "hidden_size": 256, "num_attention_heads": 4, "intermediate_size": 704,
+              "max_position_embeddings": 640, "vocab_size": 4096, "mask_token_id": 1, "eos_token_id": 0}
+    folders = {}
+    for name, steps in (("code-diffusion", 4000), ("code-ar", 2900)):
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        (folders[name] / "config.json").write_text(json.dumps(config))
+        (folders[name] / "training.json").write_text(json.dumps({"step": steps, "tokens": steps * 4096, "seconds": 3600}))
+    row = {"gen_ppl_under_ar": 7.5, "token_entropy": 3.1, "repeated_4gram_share": 0.02, "parse_share": 0.625,
+           "tokens_per_forward": 1.0, "setting": "low_confidence 1/step", "quality_targets": "met"}
+    result = {"functions": ["a.py:f"], "length": 128, "seeds": 1, "app_defaults": {"diffusion": row, "ar": row},
+              "sweep": {"code": {"rows": [row], "best_within_targets": row}}}
+    bpc = {"unigram_bits_per_char": 5.1, "ar_bits_per_char": 1.234, "diffusion_bits_per_char": 1.456,
+           "diffusion_bits_per_char_stderr": 0.012}
+    code_eval.write_cards(result, bpc, folders["code-diffusion"], folders["code-ar"], data)
+    diffusion_card = (folders["code-diffusion"] / "README.md").read_text()
+    ar_card = (folders["code-ar"] / "README.md").read_text()
+    for text in ("1.234", "1.456", "12,345", "CPython 3.11.7", "2 whole modules held out", "62%", "bidirectional"):
+        assert text in diffusion_card, text
+    assert "4,000 optimiser steps" in diffusion_card and "2,900 optimiser steps" in ar_card and "causal" in ar_card
