@@ -1,6 +1,7 @@
-"""Command line: watch a masked diffusion model denoise, record the run, replay a recording.
+r"""Command line: watch a masked diffusion model denoise, record the run, replay a recording.
 
     python -m dlm_core generate --prompt "Once upon a time" --gen-length 32 --steps 16 --out traj.json
+    python -m dlm_core generate --prompt "HAMLET:\nTo be, or [MASK:6]" --gen-length 32
     python -m dlm_core generate --prompt "The [MASK:5] sat on the mat" --gen-length 0 --strategy entropy
     python -m dlm_core replay traj.json [--animate]
 
@@ -12,6 +13,10 @@ not a terminal, plain progress lines (at most about 20) instead; ``canvas`` forc
 one per step, when not a terminal), ``none`` shows only the result. ``--color`` overrides colour
 detection (``auto`` honours NO_COLOR). Then the final text and the stats (steps, NFE, tokens per
 forward, wall time) are printed and, with ``--out``, the trajectory JSON is written.
+
+``--prompt`` honours three escapes, as a shell's ``echo -e`` would: ``\n`` a newline, ``\t`` a tab,
+``\\`` one backslash (``prompt_escapes``). Any other backslash is kept as typed, so the prompt
+syntax's own ``\[MASK`` (a literal "[MASK") still works. ``--raw-prompt`` turns the escapes off.
 
 Exit codes: 0 ok; 2 bad arguments or input (one line ``error: --field: message``, no traceback);
 1 a file could not be written; 130 interrupted.
@@ -84,6 +89,27 @@ def load_model(name: str):
         raise CLIError("model", str(error).splitlines()[0]) from None
 
 
+# -- the prompt's escapes ---------------------------------------------------------------------------------
+
+PROMPT_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
+
+
+def prompt_escapes(text: str) -> str:
+    """``text`` with ``\\n`` -> newline, ``\\t`` -> tab and ``\\\\`` -> one backslash; every other
+    backslash (``\\[MASK``, ``\\x``, a trailing one) is kept, so shells need no $'...' quoting for
+    multi-line prompts."""
+    out, i = [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text) and text[i + 1] in PROMPT_ESCAPES:
+            out.append(PROMPT_ESCAPES[text[i + 1]])
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
 # -- argument parsing --------------------------------------------------------------------------------
 
 
@@ -114,7 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     generate = commands.add_parser("generate", help="denoise a prompt, show the canvas, write a trajectory")
-    generate.add_argument("--prompt", required=True, help="prompt text; [MASK] / [MASK:n] mark slots to fill")
+    generate.add_argument(
+        "--prompt",
+        required=True,
+        help=r"prompt text; [MASK] / [MASK:n] mark slots to fill; \n is a newline, \t a tab, \\ a backslash "
+        r"(e.g. --prompt 'HAMLET:\nTo be')",
+    )
+    generate.add_argument(
+        "--raw-prompt", action="store_true", help=r"take --prompt exactly as typed (no \n, \t, \\ escapes)"
+    )
     generate.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
     generate.add_argument("--out", help="write the trajectory JSON here")
     _add_display_options(generate)
@@ -268,9 +302,10 @@ def print_summary(trajectory: Trajectory, stream: TextIO) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    prompt = args.prompt if args.raw_prompt else prompt_escapes(args.prompt)
     model = load_model(args.model)
-    states = denoise(model, args.prompt, config)  # validates before any forward pass
-    builder = TrajectoryBuilder(model, args.prompt, config)
+    states = denoise(model, prompt, config)  # validates before any forward pass
+    builder = TrajectoryBuilder(model, prompt, config)
     view = CanvasView(model.token_text, sys.stdout, args.display, args.color, "?")
     for state in states:
         state = builder.add(state)

@@ -159,3 +159,38 @@ def test_model_lookup_is_one_function():
     with pytest.raises(cli.CLIError) as excinfo:
         cli.load_model("definitely-not-a-model")
     assert excinfo.value.field == "model"
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        (r"HAMLET:\nTo be", "HAMLET:\nTo be"),
+        (r"a\tb", "a\tb"),
+        (r"one\\two", "one\\two"),  # \\ is one literal backslash
+        (r"C:\\new", "C:\\new"),  # ... so a backslash before n can be typed
+        (r"keep \[MASK] and \x and a trailing \ ", "keep \\[MASK] and \\x and a trailing \\ "),
+        (r"\\\n", "\\\n"),
+        ("already\nreal", "already\nreal"),
+    ],
+)
+def test_prompt_escapes(typed, meant):
+    assert cli.prompt_escapes(typed) == meant
+
+
+def test_generate_honours_prompt_escapes_and_raw_prompt(tmp_path, capsys):
+    r"""The README's `--prompt "HAMLET:\nTo be..."` writes a newline, not a backslash and an n; \[MASK
+    stays the prompt syntax's literal; --raw-prompt keeps the text as typed; --help says so."""
+    common = ["--gen-length", "4", "--steps", "2", "--display", "none", "--model", "tiny-random"]
+    escaped, raw = tmp_path / "escaped.json", tmp_path / "raw.json"
+    typed = r"HAMLET:\nTo be,\tor \[MASK] \\n [MASK:2]"
+    assert cli.main(["generate", "--prompt", typed, *common, "--out", str(escaped)]) == 0
+    assert cli.main(["generate", "--prompt", typed, "--raw-prompt", *common, "--out", str(raw)]) == 0
+    capsys.readouterr()
+    run = Trajectory.load(escaped)
+    assert run.prompt == "HAMLET:\nTo be,\tor \\[MASK] \\n [MASK:2]"
+    assert Trajectory.load(raw).prompt == typed
+    assert run.final_text.startswith("HAMLET:\nTo be,")  # a newline token, not "\\" + "n"
+    with pytest.raises(SystemExit):
+        cli.main(["generate", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert r"\n is a newline, \t a tab, \\ a backslash" in help_text and "--raw-prompt" in help_text

@@ -202,6 +202,29 @@ def test_other_endpoints_refuse_bad_input_clearly(api, url):
         fresh.predict(api_name=endpoint)
 
 
+def test_errors_are_plain_text_for_api_clients(api, url):
+    """An API client reads "must be < remask_t_on", not "&lt;"; only the app's page (which sends
+    ``x-gradio-user: app`` and renders the toast as HTML) gets escaped text. Unit level:
+    ``tests/test_errors_text.py``."""
+    bad = settings(remask="cap", remask_t_on=0.2, remask_t_off=0.5)
+    plain, escaped = "must be < remask_t_on (0.2), got 0.5", "must be &lt; remask_t_on (0.2), got 0.5"
+    with pytest.raises(AppError) as info:  # gradio_client (sends x-gradio-user: api)
+        api.predict(**bad, api_name="/generate")
+    assert plain in str(info.value) and "&lt;" not in str(info.value), str(info.value)
+    with pytest.raises(AppError) as info:  # the client's own text comes back exactly as sent
+        api.predict(**settings(strategy="<b>&amp;"), api_name="/generate")
+    assert str(info.value).endswith("got '<b>&amp;'"), str(info.value)
+    with pytest.raises(AppError) as info:  # the same request as the app's page sends it
+        Client(url, download_files=False, verbose=False, headers={"x-gradio-user": "app"}).predict(
+            **bad, api_name="/generate"
+        )
+    assert escaped in str(info.value), str(info.value)
+    # A bare HTTP client (curl): POST /gradio_api/call/generate with the parameters in the API's order.
+    names = [p["parameter_name"] for p in api.view_api(print_info=False, return_format="dict")["named_endpoints"]["/generate"]["parameters"]]
+    body = _raw_call(url, "generate", [bad[name] for name in names])
+    assert "event: error" in body and plain in body and "&lt;" not in body, body
+
+
 def test_server_keeps_serving_while_bad_input_arrives(url):
     """Bad requests from eight sessions at once while a good one runs: the good one is unaffected."""
     errors: list[str] = []

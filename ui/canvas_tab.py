@@ -34,7 +34,7 @@ from dlm_core.viz import (
 from dlm_core.viz.export import play_interval_ms
 
 from . import ASSETS
-from .errors import check_number, guarded, read_input, user_error
+from .errors import check_number, for_client, guarded, read_input, user_error
 from .limits import (
     INFERENCE_CONCURRENCY,
     MAX_UPLOAD_BYTES,
@@ -246,7 +246,7 @@ def make_handlers(ui: CanvasUI) -> dict[str, Any]:  # noqa: C901 (one closure pe
         model, note = get_model(values["model"])
         config, clamp_note = build_config(values["prompt"], model.kind, **{k: values[k] for k in SAMPLER_WIDGETS})
         if clamp_note:
-            gr.Warning(html.escape(clamp_note, quote=False))
+            gr.Warning(for_client(clamp_note))
         prompt: str | EncodedPrompt = values["prompt"]
         if edit is not None and edit.meta.model == model.name and edit.meta.mask_id == model.mask_id:
             # The same model wrote it: reuse its token ids (no re-tokenising, no second chat template).

@@ -1,5 +1,8 @@
-"""User-facing errors: every message names the field (its label), says what is allowed, and is
-HTML-escaped; anything unexpected is logged and shown without a traceback."""
+"""User-facing errors: every message names the field (its label) and says what is allowed; anything
+unexpected is logged and shown without a traceback.
+
+Messages are plain text for API clients and HTML-escaped only for the app's own page, where gradio's
+toast renders a message as (sanitised) HTML: ``for_client`` decides, per request."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import math
 from typing import Any
 
 import gradio as gr
+from gradio.context import LocalContext
 
 from dlm_core.models import registry
 from dlm_core.sampler import ConfigError, PromptError
@@ -30,10 +34,34 @@ FIELD_LABELS = {
 }
 
 
+# The header gradio's own page sends with every event it submits (the Python and JS clients send "api",
+# a bare HTTP call to /gradio_api/call/... sends none).
+APP_PAGE_HEADER = ("x-gradio-user", "app")
+
+
+def renders_html() -> bool:
+    """Whether the client of the event being handled shows messages as HTML: the app's own page does
+    (its toasts render ``gr.Error`` / ``gr.Warning`` / ``gr.Info`` text as HTML); an API client
+    (gradio_client, @gradio/client, curl) does not. Outside any request (a direct call from Python)
+    the answer is yes, the safe choice for text that may end up in a page."""
+    request = LocalContext.request.get(None)
+    if request is None:
+        return True
+    name, value = APP_PAGE_HEADER
+    headers = getattr(request, "headers", None) or {}
+    return str(headers.get(name, "")).strip().lower() == value
+
+
+def for_client(text: str) -> str:
+    """``text`` as the current client shows it: HTML-escaped for the app's page, unchanged (plain text,
+    "must be < remask_t_on") for API clients. Every message raised or shown to a user goes through here."""
+    return html.escape(text, quote=False) if renders_html() else text
+
+
 def user_error(field: str, message: str) -> gr.Error:
     label = FIELD_LABELS.get(field, field)
     text = message if message.lower().startswith(label.lower()) else f"{label}: {message}"
-    return gr.Error(html.escape(text, quote=False), title="Please check your input", print_exception=False)
+    return gr.Error(for_client(text), title="Please check your input", print_exception=False)
 
 
 KNOWN_ERRORS: tuple[type[Exception], ...] = (
@@ -71,7 +99,7 @@ def shown_error(error: Exception, where: str) -> gr.Error:
         return as_user_error(error)
     log.exception("unexpected error in %s", where)
     return gr.Error(
-        html.escape(f"Something went wrong ({type(error).__name__}: {error})", quote=False), print_exception=False
+        for_client(f"Something went wrong ({type(error).__name__}: {error})"), print_exception=False
     )
 
 
@@ -114,7 +142,7 @@ def read_input(component: gr.components.Component, payload: Any) -> Any:
         return check_number(label, low, high, payload, integer=step.is_integer() and float(low).is_integer())
     if isinstance(component, gr.Number):
         if payload is None:
-            raise gr.Error(f"{label}: a number is required", print_exception=False)
+            raise gr.Error(for_client(f"{label}: a number is required"), print_exception=False)
         return check_number(label, low, high, payload, integer=component.precision == 0)
     if isinstance(component, gr.Dropdown | gr.Radio):
         if getattr(component, "allow_custom_value", False):
@@ -122,7 +150,7 @@ def read_input(component: gr.components.Component, payload: Any) -> Any:
         allowed = [value for _, value in component.choices]
         if isinstance(payload, bool) or payload not in allowed:
             raise gr.Error(
-                html.escape(f"{component.label}: must be one of {', '.join(map(str, allowed))}, got {payload!r}", quote=False),
+                for_client(f"{component.label}: must be one of {', '.join(map(str, allowed))}, got {payload!r}"),
                 print_exception=False,
             )
         return payload
@@ -159,7 +187,7 @@ def check_number(label: str, low: float | None, high: float | None, payload: Any
     ok = ok and (low is None or value >= low) and (high is None or value <= high)
     if not ok:
         raise gr.Error(
-            html.escape(f"{label}: must be {kind}{bounds}, got {payload!r}", quote=False),
+            for_client(f"{label}: must be {kind}{bounds}, got {payload!r}"),
             print_exception=False,
         )
     return int(value) if integer else float(value)

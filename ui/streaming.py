@@ -8,7 +8,6 @@ the canvas tab's components (``canvas_tab.CanvasUI``); outputs are addressed by 
 
 from __future__ import annotations
 
-import html
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -30,6 +29,7 @@ from dlm_core.viz import (
     to_json,
 )
 
+from .errors import for_client
 from .limits import MAX_RUN_SECONDS
 from .session import Run, Session
 
@@ -221,7 +221,7 @@ def _finish(ui: Any, session: Session, run: Run, held: dict) -> Iterator[dict]:
     note = ""
     if getattr(run, "timed_out", False) and not view.complete:
         note = f"Stopped after {view.last_step} steps: a run may use at most {MAX_RUN_SECONDS:g} s of model time."
-        gr.Warning(html.escape(note, quote=False))
+        gr.Warning(for_client(note))
     final = {
         ui.download_json: None,
         ui.download_html: None,
