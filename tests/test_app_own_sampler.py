@@ -201,7 +201,9 @@ def bridge_threads() -> list[threading.Thread]:
 def test_stop_ends_the_run_within_one_step(local_models, ui, handlers, model):
     adapter = registry.load_model(model)
     session = Session()
-    values = settings(model, gen_length=48, steps=8) if model != LLADA2 else settings(model, gen_length=48)
+    values = settings(model, gen_length=48, steps=8)
+    if model == LLADA2:  # 4 blocks of 8, 4 steps each (steps >= blocks: SamplerConfig's rule for every model)
+        values = settings(model, gen_length=32, block_length=8, steps=4)
     with SlowForward(adapter.model) as counter:
         stream = handlers["generate"](session, REQUEST, **values)
         for message in stream:
@@ -313,3 +315,75 @@ def test_generate_and_replay_over_http(local_models, tmp_path):
         assert replayed[OUTPUT["final_text"]] == text
         with pytest.raises(Exception, match=re.escape(FIELD_LABELS["cfg_scale"])):
             api.predict(**settings(GEMMA, cfg_scale=1.0), api_name="/generate")
+
+
+# -- early stopping: steps saved, from the recorder's counts, carried in the trajectory ---------------------------
+
+
+@pytest.mark.parametrize("model", [GEMMA, GEMMA_DIFFUSERS])
+def test_early_stopping_is_shown_and_carried_in_the_trajectory(local_models, ui, handlers, model, tmp_path):
+    from tests.test_bridge import converged
+
+    adapter = registry.load_model(model)
+    generation = adapter.model.generation_config
+    threshold, generation.confidence_threshold = generation.confidence_threshold, 0.5
+    session = Session()
+    try:
+        with converged(adapter.model):  # settles after a canvas's second step: it stops there
+            final = generate(handlers, session, settings(model, gen_length=24, steps=6))[-1]
+    finally:
+        generation.confidence_threshold = threshold
+    trajectory = session.trajectory
+    stop = trajectory.early_stop
+    assert stop.block_steps == tuple(adapter.last_recorder.block_steps)  # what the recorder counted
+    assert stop.steps_per_block == 6 and stop.finished == 3 and all(taken < 6 for taken in stop.block_steps)
+    assert stop.saved == 18 - sum(stop.block_steps) > 0 and stop.planned == 18
+    shown = f"stopped early: {stop.saved} of 18 steps saved (3 of 3 canvases)"
+    assert shown in final[ui.stats] and "Early stop" in final[ui.stats]
+    assert shown in final[ui.canvas] and "at most 6 steps each" in final[ui.canvas]
+    assert trajectory.stats()["steps_saved"] == stop.saved
+    # carried in the JSON (optional key), read back; a file without the key still reads (no statistic)
+    data = json.loads(open(final[ui.download_json]["value"], encoding="utf-8").read())
+    assert data["steps_per_block"] == 6
+    assert Trajectory.from_dict(data).early_stop == stop
+    del data["steps_per_block"]
+    old = Trajectory.from_dict(data)
+    assert old.early_stop is None and old.steps_per_block is None
+    replay = Session()
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    out = handlers["upload"](replay, str(path), REQUEST)
+    ui_session._sessions.pop(REQUEST.session_hash, None)
+    assert "Early stop" not in out[ui.stats] and out[ui.final_text] == trajectory.final_text
+    session.close()
+    replay.close()
+
+
+def test_a_run_that_uses_every_step_saves_none_and_a_stopped_block_is_not_counted(local_models, handlers, ui):
+    from dlm_core.state import early_stop
+
+    session = Session()
+    final = generate(handlers, session, settings(GEMMA, gen_length=16, steps=4))[-1]
+    assert session.trajectory.early_stop.block_steps == (4, 4)
+    assert "none: every canvas used all 4 steps" in final[ui.stats]
+    states = session.trajectory.states
+    cut = next(s.step for s in states if s.block == 1 and s.masked.any())  # stopped inside the second canvas
+    partial = early_stop(states[: cut + 1], 4)
+    assert partial.finished == 1 and partial.planned == 4 and partial.saved == 0
+    assert early_stop(states, None) is None
+    session.close()
+
+
+def test_steps_count_per_canvas_for_models_with_their_own_sampler(local_models, handlers):
+    """Our sampler's steps are in total (clamped to at most one per slot, with a note); DiffusionGemma's
+    are per canvas, so 12 steps for an 8-token canvas are taken as asked."""
+    import warnings
+
+    session = Session()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Steps: ... using N" note
+        generate(handlers, session, settings(GEMMA, gen_length=8, steps=12))
+    trajectory = session.trajectory
+    assert trajectory.config["steps"] == 12 and trajectory.source["steps_per_canvas"] == 12
+    assert trajectory.steps_per_block == 12 and trajectory.early_stop.block_steps == (12,)
+    session.close()
