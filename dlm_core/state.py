@@ -139,11 +139,15 @@ class RunInfo:
     # "mask" (masked diffusion, autoregressive) or "uniform" (uniform-state diffusion such as
     # DiffusionGemma: positions not accepted yet show draft tokens, see ``StepState``).
     noise: str = dataclass_field(default="mask", kw_only=True)
+    # A model that runs its own sampler (DiffusionGemma, LLaDA 2.x): the most model steps it spends on
+    # one block (canvas); a block finished in fewer stopped early (``early_stop``). None: our sampler.
+    steps_per_block: int | None = dataclass_field(default=None, kw_only=True)
 
     @staticmethod
     def describe(model: Any, prompt: str, config: Any) -> dict[str, Any]:
         """The ``RunInfo`` fields for ``model`` (a ``ModelAdapter``), ``prompt`` and ``config`` (a
         ``SamplerConfig`` or its dict), as keyword arguments for ``RunInfo`` or any subclass."""
+        plan = getattr(model, "steps_per_block", None)
         return {
             "model": str(model.name),
             "model_kind": str(model.kind),
@@ -152,11 +156,52 @@ class RunInfo:
             "mask_id": int(model.mask_id),
             "eos_ids": tuple(int(i) for i in model.eos_ids),
             "noise": str(getattr(model, "noise", "mask")),
+            "steps_per_block": int(plan(config)) if plan is not None and hasattr(config, "to_dict") else None,
         }
 
     def info(self) -> dict[str, Any]:
         """This run's ``RunInfo`` fields as keyword arguments (to build another subclass from it)."""
         return {field.name: getattr(self, field.name) for field in fields(RunInfo)}
+
+
+class EarlyStop(NamedTuple):
+    """How much a run's early stopping saved, over the blocks (canvases) it finished.
+
+    ``block_steps``: model steps (states whose NFE grew) per block that ran, in block order;
+    ``finished``: how many of those blocks finished (all but a block cut short by Stop);
+    ``planned``: ``steps_per_block`` x finished blocks; ``saved``: the steps those blocks did not
+    need (a block that took more than planned, e.g. LLaDA 2.1's edit-only steps, saves none)."""
+
+    steps_per_block: int
+    block_steps: tuple[int, ...]
+    finished: int
+    planned: int
+    saved: int
+
+    def text(self, unit: str = "block") -> str:
+        if not self.finished:
+            return f"no {unit} finished yet"
+        if not self.saved:
+            return f"none: every {unit} used all {self.steps_per_block} steps"
+        early = sum(1 for taken in self.block_steps[: self.finished] if taken < self.steps_per_block)
+        units = unit + ("es" if unit.endswith("s") else "s") if self.finished != 1 else unit
+        return f"stopped early: {self.saved} of {self.planned} steps saved ({early} of {self.finished} {units})"
+
+
+def early_stop(states: Sequence[Any], steps_per_block: int | None) -> EarlyStop | None:
+    """The ``EarlyStop`` of ``states`` (a run's states in order) given its ``steps_per_block``; None
+    without one (our own sampler plans its steps in total, not per block)."""
+    if not steps_per_block or not states:
+        return None
+    counts: dict[int, int] = {}
+    for before, state in zip(states, states[1:], strict=False):
+        counts.setdefault(int(state.block), 0)
+        counts[int(state.block)] += int(state.nfe > before.nfe)
+    blocks = tuple(counts[block] for block in sorted(counts))
+    final = states[-1]
+    finished = len(blocks) if not final.masked.any() else max(len(blocks) - 1, 0)
+    saved = sum(max(steps_per_block - taken, 0) for taken in blocks[:finished])
+    return EarlyStop(int(steps_per_block), blocks, finished, steps_per_block * finished, saved)
 
 
 def answer_end(tokens: np.ndarray, masked: np.ndarray, prompt_length: int, eos_ids: Sequence[int] | np.ndarray) -> int:

@@ -38,6 +38,8 @@ JSON schema ``diffusion-canvas/trajectory/1`` (one object; every key required un
                     where a position not accepted yet shows a draft token instead of [MASK]
     source          (optional) {str: str|int|float|bool|null}: what recorded the run when it was not
                     our sampler (``dlm_core.bridge``), e.g. the pipeline and its settings
+    steps_per_block (optional) int: a model with its own sampler plans at most this many model steps
+                    per block (canvas); ``early_stop`` counts what its finished blocks saved
 
 Tokens, masks and ``answer_end`` of every state are rebuilt by replaying commits, re-masks, edits
 and drafts (in that order), and the replay is checked: a commit must hit a masked slot, a re-mask a
@@ -63,7 +65,7 @@ import numpy as np
 
 from . import sampler
 from .sampler import ConfigError, EncodedPrompt, SamplerConfig, prompt_text
-from .state import TOPK, Blank, RunInfo, StepState, step_state
+from .state import TOPK, Blank, EarlyStop, RunInfo, StepState, early_stop, step_state
 
 SCHEMA_VERSION = "diffusion-canvas/trajectory/1"
 MAX_POSITIONS = 4096  # canvas length
@@ -136,6 +138,11 @@ class Trajectory(RunInfo):
         return self.num_generated / self.nfe if self.nfe else math.nan
 
     @property
+    def early_stop(self) -> EarlyStop | None:
+        """What early stopping saved (models with their own sampler: ``steps_per_block``), else None."""
+        return early_stop(self.states, self.steps_per_block)
+
+    @property
     def sampler_config(self) -> SamplerConfig:
         return SamplerConfig.from_dict(self.config)
 
@@ -149,6 +156,7 @@ class Trajectory(RunInfo):
             "remasked": int(sum(len(state.remasked) for state in self.states)),
             "edited": int(sum(len(state.edited) for state in self.states)),
             "complete": self.complete,
+            "steps_saved": None if self.early_stop is None else self.early_stop.saved,
         }
 
     # -- equality and JSON ----------------------------------------------------------------------------
@@ -156,7 +164,8 @@ class Trajectory(RunInfo):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Trajectory):
             return NotImplemented
-        scalars = ("model", "model_kind", "mask_id", "eos_ids", "prompt", "config", "vocab", "final_text", "noise", "source")
+        scalars = ("model", "model_kind", "mask_id", "eos_ids", "prompt", "config", "vocab", "final_text", "noise", "source",
+                   "steps_per_block")
         if any(getattr(self, name) != getattr(other, name) for name in scalars + ("answer_text", "schema_version")):
             return False
         return len(self.states) == len(other.states) and all(
@@ -178,6 +187,8 @@ class Trajectory(RunInfo):
             extra["noise"] = self.noise
         if self.source is not None:
             extra["source"] = dict(self.source)
+        if self.steps_per_block is not None:
+            extra["steps_per_block"] = int(self.steps_per_block)
         return {
             **extra,
             "schema_version": SCHEMA_VERSION,
@@ -411,7 +422,7 @@ _STEP_KEYS = {
 }
 _TOPK_KEYS = {"topk_ids", "topk_probs"}
 _OPTIONAL_STEP_KEYS = {"edited", "edited_ids", "drafted", "drafted_ids"}
-_OPTIONAL_TOP_KEYS = {"noise", "source"}
+_OPTIONAL_TOP_KEYS = {"noise", "source", "steps_per_block"}
 NOISE_KINDS = ("mask", "uniform")
 MAX_SOURCE_KEYS = 64
 
@@ -494,6 +505,9 @@ class _Reader:
         if noise not in NOISE_KINDS:
             raise TrajectoryError("noise", f"must be one of {', '.join(NOISE_KINDS)}, got {str(noise)[:40]!r}")
         source = self.source(data.get("source"))
+        steps_per_block = data.get("steps_per_block")
+        if steps_per_block is not None:
+            steps_per_block = self.integer(steps_per_block, "steps_per_block", 1, MAX_STEPS)
         if data["schema_version"] != SCHEMA_VERSION:
             raise TrajectoryError(
                 "schema_version", f"must be {SCHEMA_VERSION!r}, got {str(data['schema_version'])[:60]!r}"
@@ -638,6 +652,7 @@ class _Reader:
             answer_text=answer_text,
             noise=noise,
             source=source,
+            steps_per_block=steps_per_block,
         )
 
     def changes(self, step: dict, name: str, where: str, length: int) -> tuple[np.ndarray, np.ndarray]:

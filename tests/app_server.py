@@ -65,15 +65,18 @@ def running_app(model: str = "tiny-random", name: str = "app", env: dict[str, st
 
 
 @contextlib.contextmanager
-def app_process(environment: dict[str, str], name: str) -> Iterator[tuple[str, int]]:
-    """Start ``python app.py`` with exactly ``environment`` (which names its GRADIO_SERVER_PORT) and yield
-    (its loopback URL, its pid) once it answers; its whole process group is ended on exit."""
+def app_process(
+    environment: dict[str, str], name: str, command: list[str] | None = None
+) -> Iterator[tuple[str, int]]:
+    """Start ``python app.py`` (or ``command``, a launcher that runs it) with exactly ``environment``
+    (which names its GRADIO_SERVER_PORT) and yield (its loopback URL, its pid) once it answers; its
+    whole process group is ended on exit."""
     ARTIFACTS.mkdir(exist_ok=True)
     url = f"http://127.0.0.1:{environment['GRADIO_SERVER_PORT']}"
     log_path = ARTIFACTS / f"{name}-server.log"
     with open(log_path, "w", encoding="utf-8") as log:
         process = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py")],
+            command or [sys.executable, str(ROOT / "app.py")],
             cwd=ROOT,
             env=environment,
             stdout=log,

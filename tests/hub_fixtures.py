@@ -209,7 +209,8 @@ class StandIn:
     bos_id: int | None
 
 
-def _write_standin(folder: Path, tokenizer_object: Tokenizer, special: dict, chat_template: str) -> None:
+def _write_standin(folder: Path, tokenizer_object: Tokenizer, special: dict, chat_template: str,
+                   auto_map: dict | None = None) -> None:
     from transformers import PreTrainedTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -227,17 +228,19 @@ def _write_standin(folder: Path, tokenizer_object: Tokenizer, special: dict, cha
     config_json["auto_map"] = {
         "AutoConfig": "modeling_standin.StandInConfig",
         "AutoModel": "modeling_standin.StandInModel",
+        **(auto_map or {}),
     }
     config_path.write_text(json.dumps(config_json, indent=2))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer_object, chat_template=chat_template, **special)
     tokenizer.save_pretrained(folder)
 
 
-def _standin(folder: Path, specials: list[str], special: dict, chat_template: str, mask: str, eot: str) -> StandIn:
+def _standin(folder: Path, specials: list[str], special: dict, chat_template: str, mask: str, eot: str,
+             auto_map: dict | None = None) -> StandIn:
     """Train the byte-level BPE with ``specials``, write the stand-in folder, and name the ids of its mask,
     end-of-text (``special["eos_token"]``), end-of-turn and beginning-of-text (if any) tokens."""
     trained = _train_byte_bpe(specials)
-    _write_standin(folder, trained, special, chat_template)
+    _write_standin(folder, trained, special, chat_template, auto_map)
     bos = special.get("bos_token")
     return StandIn(
         folder=folder,
@@ -365,7 +368,9 @@ LLADA2_LIKE_TEMPLATE = (
 
 def build_llada2_standin(folder: Path) -> StandIn:
     """LLaDA 2.x's conventions around the tiny remote-code stand-in: a mask token the tokenizer names,
-    an end-of-text token, a role-tag chat template and an ``auto_map`` (remote code)."""
+    an end-of-text token, a role-tag chat template and an ``auto_map`` (remote code) that names the
+    model for ``AutoModelForCausalLM`` too, as LLaDA 2.x's repository does (the hub loader uses it)."""
     specials = ["<|startoftext|>", "<|endoftext|>", "<role>", "</role>", "<|mask|>"]
     special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "mask_token": "<|mask|>"}
-    return _standin(folder, specials, special, LLADA2_LIKE_TEMPLATE, mask="<|mask|>", eot="<|endoftext|>")
+    return _standin(folder, specials, special, LLADA2_LIKE_TEMPLATE, mask="<|mask|>", eot="<|endoftext|>",
+                    auto_map={"AutoModelForCausalLM": "modeling_standin.StandInModel"})

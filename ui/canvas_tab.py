@@ -244,7 +244,12 @@ def make_handlers(ui: CanvasUI) -> dict[str, Any]:  # noqa: C901 (one closure pe
     def new_run(session: Session, values: dict[str, Any], label: str = "", edit: RunView | None = None) -> Run:
         """Start a run of ``values``; with ``edit``, re-write the picked tokens of that shown run."""
         model, note = get_model(values["model"])
-        config, clamp_note = build_config(values["prompt"], model.kind, **{k: values[k] for k in SAMPLER_WIDGETS})
+        config, clamp_note = build_config(
+            values["prompt"],
+            model.kind,
+            own_sampler=getattr(model, "run_states", None) is not None,  # steps per block, not in total
+            **{k: values[k] for k in SAMPLER_WIDGETS},
+        )
         if clamp_note:
             gr.Warning(for_client(clamp_note))
         prompt: str | EncodedPrompt = values["prompt"]

@@ -82,8 +82,22 @@ class Run:
                 return False
             self.view.add(self.builder.add(state))
             if self.view.complete:
-                self.view.status = "done"
+                self._drain()
+                if not self.cancelled.is_set():
+                    self.view.status = "done"
             return True
+
+    def _drain(self) -> None:
+        """The canvas is complete: take what the source still yields until it ends (our sampler:
+        nothing; a recorded model: its closing state where its output differs from the recording,
+        LLaDA 2.1's edit-only steps after the last mask), so the run ends as its source did and its
+        thread is released. Stop still ends it within one step (checked between states)."""
+        while not self.cancelled.is_set():
+            try:
+                state = next(self._states)
+            except StopIteration:
+                return
+            self.view.add(self.builder.add(state))
 
     def start_worker(self) -> None:
         """Run steps in a background thread while ``view.status`` is "running" (not cancelled)."""

@@ -100,7 +100,9 @@ def _config_value(name: str, value: Any) -> Any:
     return _maybe_int(value) if spec.kind == "int" else value
 
 
-def build_config(prompt: str, model_kind: str = "diffusion", **values: Any) -> tuple[SamplerConfig, str]:
+def build_config(
+    prompt: str, model_kind: str = "diffusion", *, own_sampler: bool = False, **values: Any
+) -> tuple[SamplerConfig, str]:
     """(config, note) from UI values: ``values`` holds every setting of ``SAMPLER_WIDGETS``.
 
     Settings whose controls are hidden for this strategy or model do not apply (order randomness
@@ -109,6 +111,8 @@ def build_config(prompt: str, model_kind: str = "diffusion", **values: Any) -> t
     autoregressive model always decodes left to right (with a note).
     ``steps`` outside ``steps_range`` (at least one per block, at most one per slot) is clamped with
     a note: the sliders are independent, so 32 steps for 16 tokens is an easy request to make.
+    ``own_sampler``: the model runs its own sampler (DiffusionGemma, LLaDA 2.x), where ``steps`` counts
+    the steps *per block* (canvas): not clamped here, the model's adapter checks it.
     Everything else out of range raises ``ConfigError`` / ``PromptError`` naming the field and its
     allowed range.
     """
@@ -130,7 +134,7 @@ def build_config(prompt: str, model_kind: str = "diffusion", **values: Any) -> t
     steps, gen_length, block_length = config["steps"], config["gen_length"], config["block_length"]
     if spec is not None and spec.one_per_step:
         config["steps"] = None
-    elif isinstance(steps, int) and isinstance(gen_length, int) and gen_length >= 0:
+    elif isinstance(steps, int) and isinstance(gen_length, int) and gen_length >= 0 and not own_sampler:
         slots = sum(segment.masks for segment in parse_prompt(prompt)) + gen_length
         size = block_length if isinstance(block_length, int) and block_length > 0 else slots
         if slots > 0:

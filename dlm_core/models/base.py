@@ -73,7 +73,10 @@ class CharCodec:
     def encode(self, text: str) -> list[int]:
         return [self.index.get(ch, self.unknown_id) for ch in text]
 
-    def decode(self, ids: list[int]) -> str:
+    def decode(self, ids: list[int] | int, **_: object) -> str:
+        """The text of ``ids`` (or of one id: transformers' streamers decode single tokens too)."""
+        if not hasattr(ids, "__iter__"):
+            ids = [ids]
         return "".join(self.symbols[int(i)] for i in ids)
 
     def token_text(self, token_id: int) -> str:

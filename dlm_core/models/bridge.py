@@ -31,10 +31,11 @@ out of the generator as ``BridgeError`` naming the source and the step.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -301,6 +302,79 @@ def _one_row(value, where: str) -> list[int]:
             raise BridgeError(f"{where}: only batch size 1 is recorded, got a batch of {value.shape[0]}")
         value = value[0]
     return [int(i) for i in value.tolist()]
+
+
+# -- the other direction: our sampler's states into a transformers streamer -------------------------------
+
+
+def drive_streamer(states: Iterable[StepState], streamer, *, block_length: int | None = None,
+                   vocab_size: int | None = None) -> StepState:
+    """Play our sampler's ``states`` into a transformers streamer with the protocol of DiffusionGemma's
+    ``generate()``, so ``TextDiffusionStreamer`` (or ``DraftRecorder``) shows our models' runs too.
+
+    ``put(prompt ids)`` first; every model step ``put_draft(value=draft)`` with the draft of the
+    block being written (its written tokens, and at still-masked positions the step's proposal, the
+    mask id where it has none), as a (1, block) tensor; when a block is complete, ``put(its tokens)``
+    up to the answer's end (the end-of-text token and what follows are not text); ``end()`` after
+    the last state. A streamer that sets ``_takes_logits`` gets ``put_draft(logits=...)`` instead, a
+    (1, block, ``vocab_size``) tensor rebuilt from what a state keeps (it has no full logits): the log
+    of the recorded top-5 probabilities at masked positions, 0 at the written token elsewhere, -inf
+    for every other token; its argmax is the draft. Blocks are ``block_length`` generation slots
+    (None: one block). Batch of one, text appended after the prompt (no [MASK] placeholders inside
+    it). Returns the final state."""
+    states = iter(states)
+    first = next(states)
+    slots = np.flatnonzero(~first.fixed)
+    if slots.size and (slots[0] != first.prompt_length or not np.array_equal(slots, np.arange(slots[0], first.length))):
+        raise ValueError("drive_streamer streams text written after the prompt; [MASK] placeholders inside it are not")
+    takes_logits = bool(getattr(streamer, "_takes_logits", False))
+    if takes_logits and vocab_size is None:
+        raise ValueError("drive_streamer: a streamer that takes logits needs vocab_size")
+    size = int(block_length) if block_length else max(int(slots.size), 1)
+    streamer.put(torch.tensor(first.tokens[: first.prompt_length].tolist())[None])
+    confirmed = 0  # blocks already put
+    state = first
+
+    def span(block: int) -> slice:
+        start = first.prompt_length + block * size
+        return slice(start, min(start + size, first.length))
+
+    def put_finished(state: StepState, upto: int) -> int:
+        nonlocal confirmed
+        while confirmed < upto:
+            where = span(confirmed)
+            end = min(where.stop, state.answer_end)
+            if end > where.start:
+                streamer.put(torch.tensor(state.tokens[where.start : end].tolist())[None])
+            confirmed += 1
+        return confirmed
+
+    for state in states:  # every state after the first is one model step
+        block = int(state.block)
+        put_finished(state, block)  # blocks before the active one are done
+        where = span(block)
+        masked = state.masked[where]
+        proposal = state.proposal[where]
+        draft = np.where(masked & (proposal >= 0), proposal, state.tokens[where])
+        if takes_logits:
+            logits = torch.full((1, len(draft), int(vocab_size)), -math.inf)
+            for i, position in enumerate(range(where.start, where.stop)):
+                ids = state.topk_ids[position] if state.topk_ids is not None else None
+                if masked[i] and ids is not None and (ids >= 0).any():
+                    keep = ids >= 0
+                    logits[0, i, torch.as_tensor(ids[keep])] = torch.as_tensor(
+                        np.log(np.maximum(state.topk_probs[position][keep], 1e-30)), dtype=torch.float32)
+                else:
+                    logits[0, i, int(draft[i])] = 0.0
+            streamer.put_draft(logits=logits)
+        else:
+            streamer.put_draft(value=torch.tensor(draft.tolist())[None])
+        if not state.masked[span(block)].any():
+            put_finished(state, block + 1)
+    if not state.masked.any():
+        put_finished(state, -(-int(slots.size) // size))
+    streamer.end()
+    return state
 
 
 # -- diffusers: a step-end callback -------------------------------------------------------------------------

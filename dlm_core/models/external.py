@@ -113,6 +113,13 @@ class ExternalAdapter(ModelAdapter):
     def prepare_run(self, prompt: str, config):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    STEPS_KEY = "steps_per_block"  # the key of ``settings(config)`` that plans the steps of one block
+
+    def steps_per_block(self, config) -> int:
+        """The most model steps the source spends on one block (canvas): ``RunInfo.steps_per_block``,
+        against which a block finished in fewer steps counts as stopped early."""
+        return int(self.settings(config)[self.STEPS_KEY])
+
     def recorder(self, prompt_ids, gen_length, sink, config) -> StepRecorder:
         recorder = StepRecorder(prompt_ids, gen_length, mask_id=self.mask_id, eos_ids=self.eos_ids,
                                 uniform=self.noise == "uniform", sink=sink, record_topk=config.record_topk)
@@ -135,6 +142,7 @@ class DiffusionGemmaAdapter(ExternalAdapter):
     """
 
     noise = "uniform"
+    STEPS_KEY = "steps_per_canvas"
 
     def __init__(self, model, tokenizer, spec, device=None, engine: str = "transformers"):
         if engine not in ("transformers", "diffusers"):

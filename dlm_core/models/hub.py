@@ -763,7 +763,8 @@ def _load_own_sampler_model(spec: ModelSpec, folder: Path, tokenizer, device, dt
         from transformers import DiffusionGemmaForBlockDiffusion
 
         model = DiffusionGemmaForBlockDiffusion.from_pretrained(folder, dtype=dtype)
-        adapter = DiffusionGemmaAdapter(model.to(device), tokenizer, spec, device=device)
+        adapter = DiffusionGemmaAdapter(model.to(device), tokenizer, spec, device=device,
+                                        engine=spec.engine or "transformers")
     else:
         from transformers import AutoModelForCausalLM
 

@@ -27,6 +27,9 @@ class ModelSpec:
     (same data, tokenizer and size; None = it has no twin, so the Race tab cannot race it).
     ``writes_code``: the model writes source code, so the display keeps whitespace exact and visible
     (a monospace canvas) and the app offers its code examples.
+    ``engine``: for a model that runs its own sampler, which implementation runs it (DiffusionGemma:
+    ``"transformers"``, its own ``generate()``, the default; or ``"diffusers"``, the
+    ``DiffusionGemmaPipeline``); None for every other family.
     """
 
     key: str
@@ -47,6 +50,7 @@ class ModelSpec:
     fallback_chat_template: str | None = None
     ar_twin: str | None = None
     writes_code: bool = False
+    engine: str | None = None
 
     @property
     def builtin(self) -> bool:

@@ -19,7 +19,7 @@ from .prompt import EncodedPrompt, PromptError, Segment, canvas_prompt, encode_p
 
 # Torch-backed names, by the module that defines them.
 _TORCH_MODULES = {
-    "loop": ("FullForward", "denoise", "denoise_batch", "edit_positions", "remask_positions", "run_to_end", "tokens_per_forward"),
+    "loop": ("FullForward", "denoise", "denoise_batch", "generate", "edit_positions", "remask_positions", "run_to_end", "tokens_per_forward"),
     "schedule": ("allocate_steps", "num_transfer_tokens", "split_blocks"),
     "strategies": ("STRATEGIES", "Selection", "StepContext", "StrategySpec", "strategy"),
 }

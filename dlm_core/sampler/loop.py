@@ -43,6 +43,7 @@ Fixed-count strategies run exactly ``steps`` steps; ``threshold``, ``factor`` an
 
 from __future__ import annotations
 
+import collections
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -595,6 +596,21 @@ def _external_batch(model, prompts, config: SamplerConfig):
             raise PromptError("prompt", error.message) from None
         raise ConfigError(error.field, error.message) from None
     return ([state] for state in states)
+
+
+def generate(model, prompt: str | EncodedPrompt, config: SamplerConfig | None = None, *, streamer=None) -> StepState:
+    """Run ``denoise`` to the end and return the final state; with ``streamer``, play the run into it
+    as DiffusionGemma's ``generate()`` does (``models.bridge.drive_streamer``: ``put`` the prompt,
+    ``put_draft`` every step, ``put`` each finished block, ``end``), so
+    ``generate(model, prompt, config, streamer=TextDiffusionStreamer(tokenizer))`` prints our
+    models' drafts in a terminal like theirs."""
+    from ..models.bridge import drive_streamer
+
+    config = SamplerConfig() if config is None else config
+    states = denoise(model, prompt, config)
+    if streamer is None:
+        return collections.deque(states, maxlen=1)[0]
+    return drive_streamer(states, streamer, block_length=config.block_length, vocab_size=model.vocab_size)
 
 
 def denoise(model, prompt: str | EncodedPrompt, config: SamplerConfig | None = None) -> Iterator[StepState]:

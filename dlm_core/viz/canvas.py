@@ -195,6 +195,9 @@ def status_line(view: RunView, frame: Frame) -> str:
     total = view.num_slots
     budget = view.meta.expected_steps
     parts = [f"Step {frame.step} of {'≤ ' if _adaptive(view) else ''}{budget}"]
+    if view.meta.steps_per_block:  # its own sampler: steps are planned per block (canvas), which may stop early
+        unit = _block_unit(view)
+        parts = [f"Step {frame.step} · {unit} {frame.block + 1}, at most {view.meta.steps_per_block} steps each"]
     parts.append(f"{written} of {total} tokens written")
     if frame.step == 0:
         parts.append("every slot starts as noise" if frame.uniform else "every slot starts as a mask")
@@ -207,7 +210,16 @@ def status_line(view: RunView, frame: Frame) -> str:
             parts.append(f"{remasked} {'renoised' if frame.uniform else 're-masked'}")
         if frame.edited:
             parts.append(f"{len(frame.edited)} edited")
+    if view.meta.steps_per_block and frame.step == view.last_step and view.complete:
+        stop = view.stats(frame.step)["early_stop"]
+        if stop is not None and stop.saved:
+            parts.append(stop.text(_block_unit(view)))
     return " · ".join(parts)
+
+
+def _block_unit(view: RunView) -> str:
+    """What a model with its own sampler calls a block: a canvas (uniform-state) or a block."""
+    return "canvas" if getattr(view.meta, "noise", "mask") == "uniform" else "block"
 
 
 def _adaptive(view: RunView) -> bool:
@@ -387,6 +399,8 @@ def stats_html(view: RunView, step: int | None = None) -> str:
     ]
     if s["remasked"]:
         rows.append(("Re-masked (revisions)", str(s["remasked"])))
+    if s["early_stop"] is not None:
+        rows.append(("Early stop", s["early_stop"].text(_block_unit(view))))
     if view.meta.label:
         rows.append(("Source", view.meta.label))
     cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)

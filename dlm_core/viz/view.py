@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..state import RunInfo
+from ..state import RunInfo, early_stop
 
 
 @dataclass(frozen=True)
@@ -212,6 +212,8 @@ class RunView:
             "tokens_per_second": generated / elapsed if elapsed > 0 else math.nan,
             "remasked": remasked,
             "complete": not bool(state.masked.any()),
+            # a model with its own sampler: what early stopping saved up to this step (None: ours)
+            "early_stop": early_stop(self.states[: state.step + 1], self.meta.steps_per_block),
         }
 
     # -- frames ---------------------------------------------------------------------------------
