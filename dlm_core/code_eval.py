@@ -8,7 +8,9 @@ model one token per step in blocks of 32, the AR twin left to right), it reports
 * the generative perplexity of the completions under the AR twin, their token entropy and their share of
   repeated 4-grams (``dlm_core.evaluate.text_quality``, as for the Shakespeare pair);
 * the share of completed functions that parse: the prompt plus the completion, cut where the function's
-  body ends (the first non-blank line indented no deeper than its ``def``), dedented, ``ast.parse``.
+  body ends (the first non-blank line indented no deeper than its ``def``), dedented, ``ast.parse``;
+* for the diffusion model, what it writes first: the mean relative step at which each kind of token
+  (indentation and newlines, punctuation, keywords, names, other) is committed.
 
 Then the question code raises for parallel decoding: does code let a diffusion model commit more tokens
 per forward than prose? The same adaptive rules (Fast-dLLM ``threshold``, EB-sampler ``entropy_bound``)
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import keyword
 import statistics
 import textwrap
 from dataclasses import dataclass
@@ -37,7 +40,7 @@ from .evaluate import SAMPLE_PROMPTS, text_quality
 from .frontier import quality_shortfalls
 from .models.builtin import ASSETS_DIR, BUILTIN_ORDER_TEMPERATURE, load_canvas
 from .quality import known_word_share
-from .sampler import SamplerConfig, run_to_end
+from .sampler import SamplerConfig, denoise, run_to_end
 
 MAX_PROMPT_LINES = 24  # a signature and docstring longer than this would crowd out the body
 TEMPERATURE, TOP_P, BLOCK = 1.0, 0.95, 32  # the app's sampling
@@ -118,6 +121,45 @@ def sample(model, scorer, prompts: list[str], config: SamplerConfig, seeds: int,
     return row
 
 
+TOKEN_CLASSES = ("whitespace", "punctuation", "keyword", "name", "other")
+
+
+def token_class(text: str) -> str:
+    """What a code token is, by its text: ``whitespace`` (indentation, newlines), ``punctuation``
+    (``:``, ``(``, ``=``, ...), a Python ``keyword`` (``def``, ``return``, ...), a ``name``, or
+    ``other`` (numbers, strings, mixed pieces). A BPE token may hold a leading space: it is ignored."""
+    word = text.strip()
+    if not word:
+        return "whitespace"
+    if keyword.iskeyword(word):
+        return "keyword"
+    if word.isidentifier():
+        return "name"
+    if all(not c.isalnum() and c != "_" and not c.isspace() for c in word):
+        return "punctuation"
+    return "other"
+
+
+def commit_order(model, prompts: list[str], config: SamplerConfig, seeds: int) -> dict:
+    """When each kind of token gets written: the mean of (commit step / steps of the run), 0 = first,
+    1 = last, per ``token_class``, over every generated token of every prompt x seed (diffusion only:
+    a left-to-right writer has no order to show)."""
+    sums, counts = dict.fromkeys(TOKEN_CLASSES, 0.0), dict.fromkeys(TOKEN_CLASSES, 0)
+    for prompt in prompts:
+        for seed in range(seeds):
+            written_at: dict[int, int] = {}
+            for state in denoise(model, prompt, config.replace(seed=seed)):
+                for position in state.committed.tolist():
+                    written_at[position] = state.step
+            steps = max(state.step, 1)
+            for position, step in written_at.items():
+                kind = token_class(model.decode([int(state.tokens[position])]))
+                sums[kind] += (step - 1) / max(steps - 1, 1)
+                counts[kind] += 1
+    return {kind: {"mean_relative_step": sums[kind] / counts[kind], "tokens": counts[kind]}
+            for kind in TOKEN_CLASSES if counts[kind]}
+
+
 def sweep_settings(length: int, fixed: list[int], thresholds: list[float], gammas: list[float]) -> list[tuple[str, SamplerConfig]]:
     rows = [(f"low_confidence {k}/step", diffusion_config(length, steps=length // k)) for k in fixed]
     rows += [(f"threshold {t:g}", diffusion_config(length, strategy="threshold", threshold=t)) for t in thresholds]
@@ -144,6 +186,7 @@ def report(args) -> dict:
         "diffusion": sample(code_diffusion, code_ar, code_prompts, diffusion_config(args.length), args.seeds, True),
         "ar": sample(code_ar, code_ar, code_prompts, ar_config, args.seeds, True),
     }
+    result["commit_order"] = commit_order(code_diffusion, code_prompts, diffusion_config(args.length), args.seeds)
     settings = sweep_settings(args.length, args.fixed, args.thresholds, args.gammas)
     corpora = {"code": (code_diffusion, code_ar, code_prompts, True)}
     if args.prose_diffusion:
@@ -167,6 +210,11 @@ def markdown(result: dict) -> str:
     for name, row in result["app_defaults"].items():
         lines.append(f"| {name} | {row['gen_ppl_under_ar']:.1f} | {row['token_entropy']:.2f} | "
                      f"{row['repeated_4gram_share']:.1%} | {row['parse_share']:.0%} |")
+    if "commit_order" in result:
+        lines += ["", "What the diffusion model writes first (mean step of each kind of token, 0 = first step, 1 = last):",
+                  "", "| token kind | mean relative step | tokens |", "| --- | ---: | ---: |"]
+        for kind, row in sorted(result["commit_order"].items(), key=lambda item: item[1]["mean_relative_step"]):
+            lines.append(f"| {kind} | {row['mean_relative_step']:.2f} | {row['tokens']} |")
     lines += ["", "| corpus | setting | tokens/forward | gen PPL (AR twin) | token entropy | repeated 4-grams | "
               "parses / known words | quality targets |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for corpus, sweep in result["sweep"].items():

@@ -116,3 +116,15 @@ def test_write_cards_fills_every_number_from_its_sources(tmp_path):
     for text in ("1.234", "1.456", "12,345", "CPython 3.11.7", "2 whole modules held out", "62%", "bidirectional"):
         assert text in diffusion_card, text
     assert "4,000 optimiser steps" in diffusion_card and "2,900 optimiser steps" in ar_card and "causal" in ar_card
+
+
+def test_token_class_names_what_a_code_token_is():
+    assert [code_eval.token_class(t) for t in ("    ", "\n", ":", " (", "):", " return", "def", " foo", "x1", "'a'", "12")] == [
+        "whitespace", "whitespace", "punctuation", "punctuation", "punctuation", "keyword", "keyword", "name", "name",
+        "other", "other"]
+
+
+def test_commit_order_spans_the_run_and_counts_every_generated_token(tiny_model):
+    order = code_eval.commit_order(tiny_model, ["def f(x):\n"], code_eval.diffusion_config(16, steps=16), seeds=1)
+    assert sum(row["tokens"] for row in order.values()) == 16  # one commit per slot
+    assert all(0.0 <= row["mean_relative_step"] <= 1.0 for row in order.values())
