@@ -209,6 +209,42 @@ def test_pick_tokens_and_rewrite_them(browser, url):
     page.close()
 
 
+SLIDER_AND_CURSOR = """() => { const s = document.querySelector('#dc-scrub input[type=range]');
+  const c = document.querySelector('#dc-canvas .dc-canvas'); const d = document.querySelector('#dc-heatmap .js-plotly-plot');
+  return {slider: Number(s.value), max: Number(s.max), step: Number(c.dataset.step), last: Number(c.dataset.last),
+          cursor: d.layout.shapes[1].y0}; }"""
+
+
+def test_rewrite_during_play_keeps_slider_and_heatmap_in_step(browser, url):
+    """Issue 13 item 9: Re-write pressed while Play was animating the previous run left the slider and
+    the heatmap's cursor at an old frame (0 of 3) while the canvas showed the new run's last step (3 of 3)."""
+    page, _ = open_page(browser, url)
+    page.locator("#dc-prompt textarea").fill("HAMLET:\n")
+    page.click("#dc-generate")
+    wait_status(page, "done")
+    page.locator("#dc-pick input[type=checkbox]").check()
+    page.wait_for_selector("#dc-rewrite", timeout=TIMEOUT)
+    for nth in (2, 4, 6):
+        canvas(page).locator(".t:not(.p):not(.m)").nth(nth).click()
+        page.wait_for_function(
+            f"() => document.querySelectorAll('#dc-canvas .t.s').length === {(nth // 2)}", timeout=TIMEOUT
+        )
+    page.click("#dc-play")
+    page.wait_for_function(  # playing: an early frame of the old run is shown
+        "() => { const c = document.querySelector('#dc-canvas .dc-canvas');"
+        " return c && Number(c.dataset.step) >= 1 && Number(c.dataset.step) < Number(c.dataset.last) - 4; }",
+        timeout=TIMEOUT,
+    )
+    page.click("#dc-rewrite")
+    page.wait_for_selector('#dc-canvas .dc-canvas[data-status="done"][data-last="3"]', timeout=TIMEOUT)
+    time.sleep(2.0)  # the old Play's frames (one every 250 ms) would have arrived by now
+    shown = page.evaluate(SLIDER_AND_CURSOR)
+    assert shown["step"] == shown["last"] == 3, shown
+    assert shown["slider"] == shown["max"] == 3, shown
+    assert shown["cursor"] == 3, shown
+    page.close()
+
+
 def test_replay_upload_projector_and_phone_dark(browser, url, tmp_path):
     trajectory = record(
         registry.load_model("tiny-random"), "MACBETH:\n", SamplerConfig(gen_length=24, steps=12, record_topk=True)

@@ -349,6 +349,7 @@ def make_handlers(ui: CanvasUI) -> dict[str, Any]:  # noqa: C901 (one closure pe
         if view is None or not view.states:
             return gr.skip()
         step = view.clamp(value)
+        session.play_id += 1  # dragging the slider ends a Play in progress
         live = view.status == "running"
         session.pinned = live and step < view.last_step
         session.shown_step = None if (live and not session.pinned) or step == view.last_step else step
@@ -441,6 +442,11 @@ def make_handlers(ui: CanvasUI) -> dict[str, Any]:  # noqa: C901 (one closure pe
         interval = play_interval_ms(view.last_step) / 1000
         for frame in view.iter_frames():  # incremental: O(positions) per frame
             if session.play_id != my_id or session.view is not view:
+                # Superseded (another run, Stop, a scrub): end on a message that changes nothing. gradio
+                # repeats a stream's last message when it ends, and a frame of this run repeated after a
+                # Re-write's final message put the slider and the heatmap's cursor back on this run's
+                # frame while the canvas showed the new run (issue 13, item 9).
+                yield gr.skip(), gr.skip(), gr.skip()
                 return
             session.shown_step = frame.step
             # Plain values only (the slider's range is already right): no component is rebuilt.
@@ -575,6 +581,21 @@ def create_events(ui: CanvasUI, state: gr.State) -> None:
     outputs = run_outputs(ui)
     inference = {"concurrency_limit": INFERENCE_CONCURRENCY, "concurrency_id": "inference"}
 
+    play_event = ui.play.click(
+        h["play"],
+        [state],
+        [ui.canvas, ui.scrub, ui.stats],
+        api_name="play",
+        show_progress="hidden",
+        concurrency_limit=8,
+    )
+    # Anything that shows another run first ends a Play in progress (its frames would otherwise keep
+    # arriving for the old run: after a Re-write during Play the slider and the heatmap's cursor stayed
+    # at the old frame while the canvas showed the new run; tests/test_app_browser.py reproduces it).
+    for button in (ui.generate, ui.step, ui.resume, ui.rewrite):
+        button.click(None, None, None, cancels=[play_event], queue=False, api_visibility="private")
+    ui.upload.upload(None, None, None, cancels=[play_event], queue=False, api_visibility="private")
+
     # A second Generate while one runs (trigger_mode="multiple" lets the click through): the unqueued
     # `supersede` stops this tab's current run at once, even when the queue is busy; the new run then
     # starts, and the old stream ends at its next wake-up (it is no longer the session's run).
@@ -603,14 +624,6 @@ def create_events(ui: CanvasUI, state: gr.State) -> None:
         **inference,
     )
     rewrite_event.then(h["end_pick"], None, [ui.pick, ui.pick_row], show_progress="hidden", api_visibility="private")
-    play_event = ui.play.click(
-        h["play"],
-        [state],
-        [ui.canvas, ui.scrub, ui.stats],
-        api_name="play",
-        show_progress="hidden",
-        concurrency_limit=8,
-    )
     ui.stop.click(
         h["stop"],
         [state],
