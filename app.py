@@ -35,7 +35,7 @@ def build_demo() -> gr.Blocks:
         state = gr.State(new_session, delete_callback=close_session)
         gr.Markdown(
             "# Diffusion Canvas\nWatch a diffusion language model write: it starts from a row of masks "
-            "(blanks) and fills them in over several steps, the ones it is surest about first.",
+            "(blanks) and fills them in over a few steps, surest first.",
             elem_id="dc-title",
         )
         with gr.Tabs():
