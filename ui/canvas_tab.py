@@ -109,6 +109,17 @@ if (!window.__dcInspectorKeys) {
 }
 """
 
+# On a narrow screen (a phone) the settings panel starts closed: open, it would cover the whole page.
+NARROW_SCREEN_JS = """
+() => {
+  if (window.innerWidth >= 900) return [];
+  const panel = document.querySelector('#dc-settings');
+  const toggle = panel && panel.querySelector('.toggle-button');
+  if (panel && toggle && panel.classList.contains('open')) toggle.click();
+  return [];
+}
+"""
+
 PROJECTOR_JS = (
     "(on) => { const root = document.querySelector('#dc-root');"
     " if (root) root.classList.toggle('dc-projector', !!on);"
@@ -219,15 +230,15 @@ def create_ui() -> CanvasUI:
                     label="Step shown",
                     scale=5,
                     min_width=200,
-                    info="Drag to see the canvas and heatmap at any step (also while it runs).",
+                    info="Drag to replay the canvas and heatmap at any step.",
                     elem_id="dc-scrub",
                 )
                 c["play"] = gr.Button("▶ Play", scale=1, min_width=80, elem_id="dc-play")
-            gr.HTML(legend_html(), elem_id="dc-legend")
         with gr.Column(scale=2, min_width=300, elem_id="dc-side"):
             c["heatmap"] = gr.Plot(
                 plot(empty_heatmap_dict(**HEATMAP_SIZE)), show_label=False, elem_id="dc-heatmap"
             )
+            gr.HTML(legend_html(), elem_id="dc-legend")
             c["model_note"] = gr.HTML(model_note_html(model, note), elem_id="dc-model-note")
     # The inspector: a panel that opens beside the token clicked (CANVAS_JS places it; style.css).
     c["inspector"] = gr.HTML(EMPTY_INSPECTOR, elem_id="dc-inspector", apply_default_css=False)

@@ -45,7 +45,7 @@ EMPTY_STATS = '<div class="dc-stats dc-empty">Statistics appear here once a run 
 
 
 HEATMAP_SIZE = {"height": 430, "font_size": 12}  # beside the canvas on a 1440 x 900 screen
-PROJECTOR_HEATMAP_SIZE = {"height": 560, "font_size": 20}  # text a class can read from the back
+PROJECTOR_HEATMAP_SIZE = {"height": 470, "font_size": 18}  # text a class can read from the back
 
 
 def heatmap_size(session: Session) -> dict:
