@@ -52,3 +52,28 @@ def test_play_superseded_by_a_new_run_ends_on_a_message_that_changes_nothing(mon
     assert rest, "Play ended without a last message: gradio would repeat its old frame"
     assert all(is_skip(value) for value in rest[-1]), rest[-1]
     assert not any(isinstance(value, str) and 'data-last="8"' in value for message in rest for value in message)
+
+
+def test_how_it_works_pictures_replay_real_runs(monkeypatch):
+    """Issue 13 item 5: the pictures are real runs of the app's model, every step a frame."""
+    import re
+
+    from dlm_core.trajectory import record
+    from ui import how_tab
+
+    monkeypatch.setenv("DIFFUSION_CANVAS_MODEL", "tiny-random")
+    markup = how_tab.pictures_html()
+    figures = re.findall(r'<figure class="dc-replay">(.*?)</figure>', markup, re.S)
+    pictures = [p for row in how_tab.PICTURES for p in row]
+    assert len(figures) == len(pictures)
+    model = registry.load_model("tiny-random")
+    for figure, picture in zip(figures, pictures, strict=True):
+        steps = record(model, how_tab.PROMPT, picture.config).num_steps
+        assert figure.count('class="dc-frame"') == steps + 1, picture.title
+        assert f'data-last="{steps}"' in figure
+    # One token per step on the left, several per step on the right.
+    assert figures[0].count('class="dc-frame"') > 2 * figures[1].count('class="dc-frame"') - 2
+    assert 'class="t m r' in figures[3] or "re-masked" in figures[3]
+    glossary = (how_tab.ASSETS / "how_it_works.md").read_text(encoding="utf-8")
+    for term in ("NFE", "alg_temp", "CFG", "KV cache", "block length", "top-k", "threshold", "eta", "seed"):
+        assert term in glossary, term
