@@ -662,12 +662,9 @@ def create_events(ui: CanvasUI, state: gr.State) -> None:
         show_progress="hidden",
         concurrency_limit=8,
     )
-    # Anything that shows another run first ends a Play in progress (its frames would otherwise keep
-    # arriving for the old run: after a Re-write during Play the slider and the heatmap's cursor stayed
-    # at the old frame while the canvas showed the new run; tests/test_app_browser.py reproduces it).
-    for button in (ui.generate, ui.step, ui.resume, ui.rewrite):
-        button.click(None, None, None, cancels=[play_event], queue=False, api_visibility="private")
-    ui.upload.upload(None, None, None, cancels=[play_event], queue=False, api_visibility="private")
+    # A Play in progress ends by itself when another run replaces its run (``play``'s loop checks the
+    # session, then ends on an all-skip message). Cancelling it from here instead would end it inside its
+    # sleep, where gradio repeats its last frame after the new run's final message (issue 13, item 9).
 
     # A second Generate while one runs (trigger_mode="multiple" lets the click through): the unqueued
     # `supersede` stops this tab's current run at once, even when the queue is busy; the new run then
