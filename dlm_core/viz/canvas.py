@@ -268,7 +268,7 @@ def legend_html() -> str:
         f'<span class="t m">{MASK_GLYPH}</span> masked (not written yet) '
         '<span class="t q3 n">new</span> written this step '
         f'<span class="t m r">{MASK_GLYPH}</span> re-masked (to be rewritten) '
-        '<span class="t q2 v">revised</span> rewritten after a re-mask '
+        '<span class="t q2 v">revised</span> taken back and rewritten as a different token '
         '<span class="t p">prompt</span> your prompt '
         f'<span class="t q4 e">{EOS_LABEL}</span> end of text '
         '<span class="t q1 x">after</span> after the end (not part of the answer)'
