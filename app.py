@@ -35,7 +35,7 @@ def build_demo() -> gr.Blocks:
         state = gr.State(new_session, delete_callback=close_session)
         gr.Markdown(
             "# Diffusion Canvas\nWatch a diffusion language model write: it starts from a row of masks "
-            "(blanks) and fills them in over several steps, the ones it is surest about first.",
+            "(blanks) and fills them in over a few steps, surest first.",
             elem_id="dc-title",
         )
         with gr.Tabs():
@@ -48,6 +48,7 @@ def build_demo() -> gr.Blocks:
         canvas_tab.create_events(canvas, state)
         race_tab.create_events(race)
         demo.unload(on_unload)
+        demo.load(None, None, None, js=canvas_tab.NARROW_SCREEN_JS)
     # The queue: at most 64 waiting events (then "queue full" instead of unbounded waiting), and a
     # default of 2 concurrent runs per event for a 2-core CPU; see canvas_tab.create_events for the groups.
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=INFERENCE_CONCURRENCY)

@@ -65,7 +65,7 @@ import numpy as np
 
 from . import sampler
 from .sampler import ConfigError, EncodedPrompt, SamplerConfig, prompt_text
-from .state import TOPK, Blank, EarlyStop, RunInfo, StepState, early_stop, step_state
+from .state import MASK_GLYPH, TOPK, Blank, EarlyStop, RunInfo, StepState, early_stop, step_state
 
 SCHEMA_VERSION = "diffusion-canvas/trajectory/1"
 MAX_POSITIONS = 4096  # canvas length
@@ -316,8 +316,8 @@ class TrajectoryBuilder:
             source=_source_of(model, self.config),
             states=list(self.states),
             vocab=vocab,
-            final_text=model.decode(final.text_ids()),
-            answer_text=model.decode(final.answer_ids()),
+            final_text=readable_text(model, final.text_ids()),
+            answer_text=readable_text(model, final.answer_ids()),
         )
 
 
@@ -325,6 +325,27 @@ def _source_of(model, config) -> dict[str, Any] | None:
     """What recorded a run that our sampler did not make (``model.describe_source(config)``), else None."""
     describe = getattr(model, "describe_source", None)
     return None if describe is None else dict(describe(config))
+
+
+def readable_text(model, ids: list[int]) -> str:
+    """``ids`` decoded, each position still masked (a stopped run) shown as ``MASK_GLYPH``, never as the
+    tokenizer's raw mask token (``<|mask|>``); the text between masks is decoded piece by piece."""
+    mask_id = int(model.mask_id)
+    if mask_id not in ids:
+        return model.decode(ids)
+    pieces: list[str] = []
+    run: list[int] = []
+    for token_id in ids:
+        if token_id == mask_id:
+            if run:
+                pieces.append(model.decode(run))
+                run = []
+            pieces.append(MASK_GLYPH)
+        else:
+            run.append(token_id)
+    if run:
+        pieces.append(model.decode(run))
+    return "".join(pieces)
 
 
 def record(model, prompt: str | EncodedPrompt, config: SamplerConfig | None = None) -> Trajectory:

@@ -7,6 +7,7 @@ import base64
 import html
 import json
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -29,7 +30,10 @@ from dlm_core.viz import (
     standalone_html,
     stats_html,
     to_json,
+    visible,
 )
+from dlm_core.viz.canvas import PALETTE, percent
+from dlm_core.viz.heatmap import MARKS
 
 HOSTILE = '<img src=x onerror=alert(1)><script>alert("x")</script>&amp;'
 VIZ_DIR = Path(__file__).resolve().parents[1] / "dlm_core" / "viz"
@@ -170,8 +174,27 @@ def test_canvas_marks_prompt_masks_new_commits_and_remasks():
     assert "n" in step2[4]["classes"]
 
     step3 = spans_of(canvas_html(view, 3))
-    assert {"n", "v"} <= step3[3]["classes"]  # written again after a re-mask: revised
+    # Written again after a re-mask, but the same token it lost: no revision, so no revision mark
+    # (issue 13: in the ReMDM example 42 of 48 positions were re-masked, 11 came back different).
+    assert "n" in step3[3]["classes"] and "v" not in step3[3]["classes"]
+    assert "written back the same" in step3[3]["title"]
     assert "e" in step3[5]["classes"]  # the end-of-text token
+
+
+def test_canvas_marks_a_revision_only_where_the_token_changed():
+    view = hand_made_view()
+    states = list(view.states)
+    last = states[3]
+    tokens = np.asarray(last.tokens).copy()
+    tokens[3] = 4  # written back as a different token
+    states[3] = _state(3, tokens.tolist(), [0] * 6, last.fixed.tolist(), committed=[3, 5],
+                       prob=last.prob.tolist(), answer_end=5)
+    revised = RunView(view.meta, view._token_text, states)
+    span = spans_of(canvas_html(revised, 3))[3]
+    assert {"n", "v"} <= span["classes"]
+    assert "revised: it was" in span["title"]
+    assert revised.frame(3).revised.tolist() == [False, False, False, True, False, False]
+    assert revised.frame(2).revised.tolist() == [False] * 6  # masked at step 2: nothing revised yet
 
 
 def test_canvas_coalesced_frame_highlights_everything_since_last_frame():
@@ -228,8 +251,9 @@ def test_inspector_and_stats(tiny_trajectory):
     assert "<img" not in inspector_html(view, 2, 0)  # the hostile prompt token, escaped
     assert "Click any token" in inspector_html(view, 2, None)
     table = stats_html(view)
-    for label in ("Steps", "Forward passes (NFE)", "Tokens per forward pass", "Wall time", "Tokens per second"):
+    for label in ("Steps", "Forward passes (NFE)", "Tokens per forward pass", "Model time", "Tokens per second"):
         assert label in table
+    assert "Paused" not in table  # a recorded run: its time is all model time
     legend = legend_html()
     for word in ("masked", "written this step", "re-masked", "your prompt", "end of text", "80–100%"):
         assert word in legend
@@ -255,27 +279,94 @@ def test_view_matches_trajectory_derived_views(tiny_trajectory):
 # -- heatmap ------------------------------------------------------------------------------------------
 
 
-def test_heatmap_dimensions_match_steps_and_positions(tiny_trajectory):
+def expected_cells(trajectory, upto=None) -> np.ndarray:
+    """What the heatmap should show, cell by cell: grey-masked, the written token's latest reading, blank prompt."""
+    from dlm_core.viz.view import MASKED_CELL
+
+    states = trajectory.states[: (upto + 1) if upto is not None else None]
+    slots = np.flatnonzero(~states[0].fixed)
+    columns = range(int(slots[0]), int(slots[-1]) + 1)
+    rows = []
+    for step, state in enumerate(states):
+        row = []
+        for column, position in enumerate(columns):
+            if state.fixed[position]:
+                row.append(np.nan)
+            elif state.masked[position]:
+                row.append(MASKED_CELL)
+            elif not np.isnan(state.prob[position]):
+                row.append(state.prob[position])
+            else:  # not read in this step: the last reading since it was written
+                before = rows[step - 1][column] if step else np.nan
+                row.append(np.nan if before == MASKED_CELL else before)
+        rows.append(row)
+    return np.asarray(rows)
+
+
+def test_heatmap_cells_show_masked_grey_and_written_probability(tiny_trajectory):
+    from dlm_core.viz.heatmap import COLORSCALE, MASK_COLOUR, ZMIN
+    from dlm_core.viz.view import MASKED_CELL
+
     view = RunView.from_trajectory(tiny_trajectory)
     figure = heatmap_dict(view)
     z = decode_z(figure)
     slots = np.flatnonzero(~tiny_trajectory.states[0].fixed)
     assert z.shape == (tiny_trajectory.num_steps + 1, int(slots[-1] - slots[0] + 1))
-    expected = np.stack([state.prob for state in tiny_trajectory.states])[:, slots[0] : slots[-1] + 1]
-    assert np.allclose(z, expected, equal_nan=True, atol=1e-6)
+    assert np.allclose(z, expected_cells(tiny_trajectory), equal_nan=True, atol=1e-6)
+    prompt = np.isnan(z[0])  # an infill's given text between the blanks: blank columns
+    assert np.array_equal(prompt, tiny_trajectory.states[0].fixed[slots[0] : slots[-1] + 1])
+    assert (z[0][~prompt] == MASKED_CELL).all()  # every slot starts masked
+    assert not (z[-1] == MASKED_CELL).any()  # a finished run has none left
     assert figure["data"][0]["x0"] == int(slots[0])
     partial = decode_z(heatmap_dict(view, upto=4))
-    assert partial.shape[0] == 5  # it grows as steps arrive
+    assert partial.shape[0] == 5 and np.allclose(partial, expected_cells(tiny_trajectory, 4), equal_nan=True)
     y_range = figure["layout"]["yaxis"]["range"]
     assert y_range[0] > y_range[1]  # time flows down; fixed to the step budget
-    # markers: one per commit, with token text; re-mask crosses
-    names = [trace.get("name") for trace in figure["data"]]
-    assert "written" in names
-    written = figure["data"][names.index("written")]
-    assert len(written["text"]) == sum(len(s.committed) for s in tiny_trajectory.states)
+    # The colour scale: the masked value lands in a grey band of its own; no probability reaches it.
+    trace = figure["data"][0]
+    assert trace["zmin"] == ZMIN < MASKED_CELL < 0 and trace["zmax"] == 1
+    masked_at = (MASKED_CELL - ZMIN) / (1 - ZMIN)
+    band = [stop for stop in COLORSCALE if stop[0] <= (0 - ZMIN) / (1 - ZMIN)]
+    assert all(colour == MASK_COLOUR for position, colour in band if position <= masked_at)
+    confidence_colours = {colour for position, colour in COLORSCALE if position > (0 - ZMIN) / (1 - ZMIN)}
+    assert MASK_COLOUR not in confidence_colours and confidence_colours == {bg for bg, _ in PALETTE}
+    # The colour bar names every colour, the masked grey first.
+    assert trace["colorbar"]["ticktext"][0] == "masked" and len(trace["colorbar"]["ticktext"]) == 1 + len(PALETTE)
+    names = [t.get("name") for t in figure["data"] if t.get("showlegend")]
+    assert "masked (not written yet)" in names
     if any(len(s.remasked) for s in tiny_trajectory.states):
-        assert "re-masked" in names
-    assert all("<img" not in text for trace in figure["data"] for text in trace.get("text", []))
+        assert MARKS["re-masked"]["legend"] in names
+    assert all("<img" not in text for trace in figure["data"][1:] for text in trace.get("text", []))
+
+
+def test_heatmap_ticks_are_whole_steps_and_positions():
+    from dlm_core.viz.heatmap import nice_dtick
+
+    for span in (1, 2, 3, 5, 7, 9, 13, 33, 64, 100, 257, 2049):
+        dtick = nice_dtick(span)
+        assert isinstance(dtick, int) and dtick >= 1 and span / dtick <= 8
+    view = hand_made_view()
+    layout = heatmap_dict(view)["layout"]
+    for axis in ("xaxis", "yaxis"):
+        assert layout[axis]["tickmode"] == "linear" and isinstance(layout[axis]["dtick"], int)
+        assert layout[axis]["tickformat"] == "d" and layout[axis]["tick0"] == 0
+    assert layout["margin"]["t"] >= 24  # room above step 0 for the legend: nothing sits on the "0"
+
+
+def test_heatmap_tooltips_name_the_token_its_state_and_probability(tiny_trajectory):
+    view = RunView.from_trajectory(tiny_trajectory)
+    figure = heatmap_dict(view)
+    texts = figure["data"][0]["text"]
+    assert figure["data"][0]["hovertemplate"] == "%{text}<extra></extra>"
+    final = tiny_trajectory.final
+    column = int(np.flatnonzero(~final.fixed)[0])
+    last = texts[-1][column - view.x0]
+    token = html.escape(visible(view.token_text(int(final.tokens[column]))))
+    assert last.startswith(token) and "written at step" in last and "%" in last
+    first = texts[0][column - view.x0]
+    assert first.startswith("masked")
+    # Streaming leaves the per-cell text out (the figure is sent several times a second).
+    assert "text" not in heatmap_dict(view, detail=False)["data"][0]
 
 
 def test_heatmap_is_valid_plotly_and_compact(tiny_trajectory):
@@ -311,7 +402,7 @@ def test_heatmap_of_a_huge_run_is_thinned():
     z = decode_z(figure)
     assert z.shape[0] <= MAX_SIDE and z.shape[1] == n - 1
     assert figure["data"][0]["dy"] == 3
-    assert len(figure["data"][1]["text"]) == 3  # markers are not thinned
+    assert "text" not in figure["data"][0]  # no per-cell tooltips for a thinned matrix
 
 
 def test_heatmap_cursor_shapes():
@@ -476,3 +567,91 @@ def test_yardstick_says_the_ar_lanes_cost_per_step():
 
     assert "10.0 ms per step here (mean of 4 steps)" in yardstick_html(LaneCost(4, 4, 0.04, 0.03))
     assert "(mean of 1 step)" in yardstick_html(LaneCost(1, 1, 0.002, 0.001))
+
+
+def _percents(markup: str) -> tuple[str, list[tuple[str, str]]]:
+    """(the inspector's headline, [(class, percent) of each bar])."""
+    head = re.search(r'<div class="dc-head">(.*?)</div>', markup).group(1)
+    bars = re.findall(r'<li class="dc-cand( chosen)?">.*?<span class="dc-p">([^<]*)</span>', markup)
+    return html.unescape(head), bars
+
+
+def test_inspector_says_one_number_per_written_token(tiny_trajectory):
+    """Issue 13: "written ... with 100% confidence" beside a 98 % bar. The headline's probability and
+    the chosen token's bar are the same reading (the step that wrote it), to the digit."""
+    view = RunView.from_trajectory(tiny_trajectory)
+    final = view.frame()
+    checked = 0
+    for position in np.flatnonzero(~final.fixed & ~final.masked).tolist():
+        for step in (view.last_step, int(final.commit_step[position])):
+            head, bars = _percents(inspector_html(view, step, position))
+            sure = re.search(r"when the model was (\S+%) sure", head).group(1)
+            chosen = [p for mark, p in bars if mark]
+            assert chosen == [sure], (position, step, head, bars)
+            checked += 1
+    assert checked >= 10
+
+
+def test_inspector_shows_a_masked_slots_guess_and_explains_the_score(tiny_trajectory):
+    view = RunView.from_trajectory(tiny_trajectory)
+    frame = view.frame(1)
+    masked = [p for p in np.flatnonzero(frame.masked).tolist() if frame.proposal[p] >= 0]
+    assert masked
+    position = masked[0]
+    markup = inspector_html(view, 1, position)
+    head, bars = _percents(markup)
+    guess = visible(view.token_text(int(frame.proposal[position])))
+    assert f"guess for it now: {guess}" in head
+    assert f"{percent(float(frame.prob[position]))} sure" in head
+    assert "Strategy score:" in markup and "probability of its guess" in markup  # low_confidence, in words
+    assert "0.000" not in markup
+
+
+def test_stats_report_model_time_apart_from_pauses(tiny_trajectory):
+    """Step mode: the teacher's pauses are not model time (a short run read 7.36 s and 9 tokens/s)."""
+    view = RunView(
+        RunView.from_trajectory(tiny_trajectory).meta, lambda i: str(i), ()
+    )
+    for state in tiny_trajectory.states:
+        view.add(state, model_seconds=0.01 * state.step)  # the model's own time: 10 ms a step
+    paused = replace(tiny_trajectory.states[-1], elapsed=5.0 + tiny_trajectory.states[-1].elapsed)
+    assert paused.elapsed > 5
+    stats = view.stats()
+    assert stats["model_seconds"] == pytest.approx(0.01 * view.last_step)
+    written = int((~view.final.fixed & ~view.final.masked).sum())
+    assert stats["tokens_per_second"] == pytest.approx(written / stats["model_seconds"])
+    long = RunView(view.meta, lambda i: str(i), ())
+    for state in tiny_trajectory.states[:-1]:
+        long.add(state, model_seconds=0.01 * state.step)
+    long.add(paused, model_seconds=0.01 * paused.step)
+    table = stats_html(long)
+    assert "Paused (waiting for Step)" in table and f"{0.01 * paused.step:.2f} s" in table
+
+
+def test_a_stopped_runs_text_shows_masks_as_the_glyph():
+    from dlm_core.models import tiny_random_model
+    from dlm_core.sampler import denoise
+    from dlm_core.trajectory import TrajectoryBuilder
+
+    tiny = tiny_random_model()
+
+    class RawMaskTokenizer:  # the tiny model, decoding its mask as real tokenizers do
+        def __getattr__(self, name):
+            return getattr(tiny, name)
+
+        def decode(self, ids):
+            return "".join("<|mask|>" if i == tiny.mask_id else tiny.decode([i]) for i in ids)
+
+    model = RawMaskTokenizer()
+    config = SamplerConfig(gen_length=12, steps=6, record_topk=True)
+    builder = TrajectoryBuilder(model, "ROMEO:\n", config)
+    states = denoise(tiny, "ROMEO:\n", config)
+    for _ in range(3):  # stopped after two of six steps
+        builder.add(next(states))
+    trajectory = builder.build()
+    masked = int(trajectory.final.masked.sum())
+    assert masked > 0
+    assert "<|mask|>" not in trajectory.final_text and trajectory.final_text.count(MASK_GLYPH) == masked
+    assert trajectory.final_text.startswith("ROMEO:\n")
+    written = [tiny.decode([i]) for i in trajectory.final.text_ids() if i != tiny.mask_id]
+    assert trajectory.final_text.replace(MASK_GLYPH, "") == "".join(written)

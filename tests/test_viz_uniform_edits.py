@@ -10,7 +10,10 @@ from dlm_core.sampler import SamplerConfig, denoise
 from dlm_core.trajectory import TrajectoryBuilder
 from dlm_core.viz import RunView, canvas_html, heatmap_dict, inspector_html
 from dlm_core.viz.canvas import status_line
+from dlm_core.viz.heatmap import MARKS
 from tests.test_sampler_editing import PrefixAdapter
+
+EDITED = MARKS["edited"]["legend"]  # the heatmap trace of token edits
 
 
 class UniformModel:
@@ -60,7 +63,7 @@ def test_an_edit_is_drawn_old_to_new_in_canvas_inspector_and_heatmap():
     assert "edited: “w7” → “w13”" in html
     assert "Edited this step: “w7” → “w13”" in inspector_html(view, final, 2)
     traces = {trace.get("name"): trace for trace in heatmap_dict(view)["data"]}
-    assert traces["edited"]["text"] == ["“w7” → “w13”"]
+    assert traces[EDITED]["text"] == ["“w7” → “w13”"]
     assert "1 edited" in status_line(view, view.frame(final))
 
 
@@ -70,8 +73,8 @@ def test_our_samplers_edits_show_and_a_run_without_edits_shows_none():
     trajectory = TrajectoryBuilder(adapter, "the cat.", config).extend(denoise(adapter, "the cat.", config)).build()
     view = RunView.from_trajectory(trajectory)
     names = [trace.get("name") for trace in heatmap_dict(view)["data"]]
-    assert "edited" in names
+    assert EDITED in names
     plain = TrajectoryBuilder(adapter, "the cat.", config.replace(edit_threshold=None))
     plain = plain.extend(denoise(adapter, "the cat.", config.replace(edit_threshold=None))).build()
-    assert "edited" not in [trace.get("name") for trace in heatmap_dict(RunView.from_trajectory(plain))["data"]]
+    assert EDITED not in [trace.get("name") for trace in heatmap_dict(RunView.from_trajectory(plain))["data"]]
     assert "ed\"" not in canvas_html(RunView.from_trajectory(plain), None)

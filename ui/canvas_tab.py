@@ -27,6 +27,7 @@ from dlm_core.viz import (
     editable_positions,
     empty_canvas_html,
     empty_heatmap_dict,
+    heatmap_dict,
     inspector_html,
     legend_html,
     stats_html,
@@ -54,7 +55,9 @@ from .settings import (
 from .streaming import (
     EMPTY_INSPECTOR,
     EMPTY_STATS,
+    HEATMAP_SIZE,
     RESUME_LABEL,
+    heatmap_size,
     plot,
     run_outputs,
     settle,
@@ -68,11 +71,53 @@ def load_examples() -> list[dict[str, Any]]:
 
 
 CANVAS_JS = """
+// A click on a token inspects it (the server fills #dc-inspector); the inspector opens as a panel
+// beside that token, below it or above it where there is room (a bottom sheet on a phone).
+const panel = () => document.querySelector('#dc-inspector');
+const closePanel = () => { const p = panel(); if (p) p.classList.remove('dc-pop-open'); };
 element.addEventListener('click', (event) => {
   const span = event.target.closest('[data-i]');
   if (!span || !element.contains(span)) return;
   trigger('token', {index: Number(span.dataset.i)});
+  const pick = document.querySelector('#dc-pick input[type=checkbox]');
+  const p = panel();
+  if (!p || (pick && pick.checked)) return;
+  if (!p.querySelector('.dc-close')) {
+    const close = document.createElement('button');
+    close.className = 'dc-close'; close.type = 'button'; close.textContent = '\u00d7';
+    close.setAttribute('aria-label', 'Close the inspector');
+    close.addEventListener('click', closePanel);
+    p.prepend(close);
+  }
+  const r = span.getBoundingClientRect();
+  const width = Math.min(440, window.innerWidth - 16);
+  p.style.left = Math.max(8, Math.min(r.left, window.innerWidth - width - 8)) + 'px';
+  if (window.innerHeight - r.bottom > 320 || r.top < window.innerHeight - r.bottom) {
+    p.style.top = (r.bottom + 8) + 'px'; p.style.bottom = 'auto';
+  } else {
+    p.style.bottom = (window.innerHeight - r.top + 8) + 'px'; p.style.top = 'auto';
+  }
+  p.classList.add('dc-pop-open');
 });
+if (!window.__dcInspectorKeys) {
+  window.__dcInspectorKeys = true;
+  document.addEventListener('keydown', (event) => { if (event.key === 'Escape') closePanel(); });
+  document.addEventListener('click', (event) => {
+    if (!event.target.closest('#dc-inspector') && !event.target.closest('#dc-canvas')
+        && !event.target.closest('#dc-scrub')) closePanel();
+  });
+}
+"""
+
+# On a narrow screen (a phone) the settings panel starts closed: open, it would cover the whole page.
+NARROW_SCREEN_JS = """
+() => {
+  if (window.innerWidth >= 900) return [];
+  const panel = document.querySelector('#dc-settings');
+  const toggle = panel && panel.querySelector('.toggle-button');
+  if (panel && toggle && panel.classList.contains('open')) toggle.click();
+  return [];
+}
 """
 
 PROJECTOR_JS = (
@@ -96,68 +141,83 @@ class CanvasUI:
 
 
 def create_ui() -> CanvasUI:
-    """The main tab's layout: prompt, settings, live canvas, heatmap, inspector, stats, export."""
+    """The main tab's layout, one screen (1440 x 900) for a class: prompt and buttons on top, the live
+    canvas beside the heatmap below them, the step slider under the canvas; the settings in a
+    collapsible side panel; the inspector opens beside the token clicked; stats, final text and
+    downloads below the fold."""
     ui = CanvasUI()
     c = ui.c
     model, note = get_model(default_model_key())
     examples = load_examples()
-    with gr.Row(equal_height=False):
+    # The page opens on the first example's settings, so Generate and a click on that example give the same run.
+    first_example = {**START_VALUES, **examples[0]}
+    with gr.Sidebar(label="Settings", open=True, width=300, elem_id="dc-settings") as settings_panel:
+        gr.Markdown("### Examples and settings", elem_id="dc-settings-head")
+        with gr.Column(elem_id="dc-examples") as examples_column:
+            pass  # filled below, once every input the examples set exists
+        c["model"] = gr.Dropdown(
+            choices=model_choices(),
+            value=default_model_key(),
+            label="Model",
+            info="Which model writes. The built-in one learned from Shakespeare's plays.",
+            allow_custom_value=True,  # also mlm:<repo id>; unknown names get a clear message
+            elem_id="dc-model",
+        )
+        kind = model.kind
+        # Every sampler setting's widget comes from the settings table (ui.settings.setting_widget);
+        # only the layout, and what depends on the model, is decided here.
+        first = "left_to_right" if kind == "autoregressive" else first_example["strategy"]
+        c["strategy"] = setting_widget("strategy", value=first)
+        for name in ("gen_length", "steps", "block_length"):
+            c[name] = setting_widget(name, value=first_example[name])
+        with gr.Accordion("Sampling", open=False):
+            for name in ("temperature", "top_k", "top_p", "seed"):
+                c[name] = setting_widget(name, value=first_example[name])
+        with gr.Accordion("Strategy settings", open=False, visible=True) as strategy_box:
+            for name in ("threshold", "factor", "gamma", "eps"):
+                # shown for their strategies (strategy_changed)
+                c[name] = setting_widget(name, value=first_example[name], visible=False)
+            c["order_temperature"] = setting_widget(
+                "order_temperature", value=first_example["order_temperature"], visible=kind != "autoregressive"
+            )
+            c["no_strategy_settings"] = gr.Markdown(
+                "This strategy has no extra settings.", visible=kind == "autoregressive"
+            )
+        c["strategy_box"] = strategy_box
+        with gr.Accordion("Revision: re-masking (ReMDM) and token editing", open=False) as remask_box:
+            for name in ("remask", "eta", "remask_t_on", "remask_t_off", "edit_threshold"):
+                c[name] = setting_widget(name, value=first_example[name])
+        c["remask_box"] = remask_box
+        with gr.Accordion("Guidance and speed", open=False) as cfg_box:
+            for name in ("cfg_scale", "cache"):
+                c[name] = setting_widget(name, value=first_example[name])
+        c["cfg_box"] = cfg_box
+        c["settings"] = settings_panel
+        c["projector"] = gr.Checkbox(
+            label="Projector mode",
+            value=False,
+            info="Big text for a classroom; hides the examples.",
+            elem_id="dc-projector",
+        )
+    with gr.Row(equal_height=False, elem_id="dc-top"):
         c["prompt"] = gr.Textbox(
             label="Prompt",
-            value=examples[0]["prompt"],
-            lines=3,
-            max_lines=12,
+            value=first_example["prompt"],
+            lines=2,
+            max_lines=8,
             scale=5,
-            info="Your text. The model continues it. Write [MASK] for one blank it should fill, [MASK:5] for five "
-            "blanks (write \\[MASK for a literal [MASK).",
+            info="The model continues your text. [MASK] = one blank for it to fill, [MASK:5] = five "
+            "(\\[MASK for a literal [MASK).",
             elem_id="dc-prompt",
         )
         with gr.Column(scale=1, min_width=170, elem_id="dc-actions"):
             c["generate"] = gr.Button("Generate", variant="primary", elem_id="dc-generate")
-            c["step"] = gr.Button("Step ▸", elem_id="dc-step")
+            with gr.Row(elem_id="dc-actions-row"):
+                c["step"] = gr.Button("Step ▸", min_width=60, elem_id="dc-step")
+                c["stop"] = gr.Button("Stop ■", variant="stop", min_width=60, elem_id="dc-stop")
             c["resume"] = gr.Button(RESUME_LABEL, visible=False, elem_id="dc-continue")
-            c["stop"] = gr.Button("Stop ■", variant="stop", elem_id="dc-stop")
-    with gr.Column(elem_id="dc-examples") as examples_column:
-        pass  # filled below, once every input the examples set exists
     with gr.Row(elem_id="dc-main", equal_height=False):
-        with gr.Column(scale=1, min_width=280, elem_id="dc-settings"):
-            c["model"] = gr.Dropdown(
-                choices=model_choices(),
-                value=default_model_key(),
-                label="Model",
-                info="Which model writes. The built-in one learned from Shakespeare's plays.",
-                allow_custom_value=True,  # also mlm:<repo id>; unknown names get a clear message
-                elem_id="dc-model",
-            )
-            kind = model.kind
-            # Every sampler setting's widget comes from the settings table (ui.settings.setting_widget);
-            # only the layout, and what depends on the model, is decided here.
-            first = "left_to_right" if kind == "autoregressive" else "low_confidence"
-            c["strategy"] = setting_widget("strategy", value=first)
-            for name in ("gen_length", "steps", "block_length"):
-                c[name] = setting_widget(name)
-            with gr.Accordion("Sampling", open=False):
-                for name in ("temperature", "top_k", "top_p", "seed"):
-                    c[name] = setting_widget(name)
-            with gr.Accordion("Strategy settings", open=False, visible=True) as strategy_box:
-                for name in ("threshold", "factor", "gamma", "eps"):
-                    c[name] = setting_widget(name, visible=False)  # shown for their strategies (strategy_changed)
-                c["order_temperature"] = setting_widget("order_temperature", visible=kind != "autoregressive")
-                c["no_strategy_settings"] = gr.Markdown(
-                    "This strategy has no extra settings.", visible=kind == "autoregressive"
-                )
-            c["strategy_box"] = strategy_box
-            with gr.Accordion("Revision: re-masking (ReMDM) and token editing", open=False) as remask_box:
-                for name in ("remask", "eta", "remask_t_on", "remask_t_off", "edit_threshold"):
-                    c[name] = setting_widget(name)
-            c["remask_box"] = remask_box
-            with gr.Accordion("Guidance and speed", open=False) as cfg_box:
-                for name in ("cfg_scale", "cache"):
-                    c[name] = setting_widget(name)
-            c["cfg_box"] = cfg_box
         with gr.Column(scale=3, min_width=320, elem_id="dc-display"):
-            c["model_note"] = gr.HTML(model_note_html(model, note), elem_id="dc-model-note")
-            gr.HTML(legend_html(), elem_id="dc-legend")
             c["canvas"] = gr.HTML(
                 empty_canvas_html(), elem_id="dc-canvas", js_on_load=CANVAS_JS, apply_default_css=False
             )
@@ -169,61 +229,61 @@ def create_ui() -> CanvasUI:
                     step=1,
                     label="Step shown",
                     scale=5,
-                    min_width=300,
-                    info="Drag to see the canvas and heatmap at any step (also while it runs).",
+                    min_width=200,
+                    info="Drag to replay the canvas and heatmap at any step.",
                     elem_id="dc-scrub",
                 )
-                c["play"] = gr.Button("▶ Play", scale=1, min_width=90, elem_id="dc-play")
-            with gr.Row(equal_height=True):
-                c["projector"] = gr.Checkbox(
-                    label="Projector mode",
-                    value=False,
-                    info="Big text for a classroom; hides the settings.",
-                    elem_id="dc-projector",
+                c["play"] = gr.Button("▶ Play", scale=1, min_width=80, elem_id="dc-play")
+        with gr.Column(scale=2, min_width=300, elem_id="dc-side"):
+            c["heatmap"] = gr.Plot(
+                plot(empty_heatmap_dict(**HEATMAP_SIZE)), show_label=False, elem_id="dc-heatmap"
+            )
+            gr.HTML(legend_html(), elem_id="dc-legend")
+            c["model_note"] = gr.HTML(model_note_html(model, note), elem_id="dc-model-note")
+    # The inspector: a panel that opens beside the token clicked (CANVAS_JS places it; style.css).
+    c["inspector"] = gr.HTML(EMPTY_INSPECTOR, elem_id="dc-inspector", apply_default_css=False)
+    with gr.Row(equal_height=True, elem_id="dc-options"):
+        c["pick"] = gr.Checkbox(
+            label="Pick tokens to re-write",
+            value=False,
+            info="Click written tokens to mark them, then let the model re-write only those.",
+            elem_id="dc-pick",
+        )
+    with gr.Row(visible=False, equal_height=True) as pick_row:
+        c["selection"] = gr.Markdown("No tokens picked yet.", elem_id="dc-selection")
+        c["rewrite"] = gr.Button("Re-write picked tokens", variant="primary", elem_id="dc-rewrite")
+        c["clear_pick"] = gr.Button("Clear", elem_id="dc-clear-pick")
+    c["pick_row"] = pick_row
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=260):
+            c["stats"] = gr.HTML(EMPTY_STATS, elem_id="dc-stats", apply_default_css=False)
+        with gr.Column(scale=1, min_width=260):
+            c["final_text"] = gr.Textbox(
+                label="Final text",
+                lines=4,
+                max_lines=16,
+                interactive=False,
+                buttons=["copy"],
+                elem_id="dc-final-text",
+            )
+            with gr.Row():
+                c["download_json"] = gr.DownloadButton(
+                    "Trajectory (.json)", value=None, interactive=False, size="sm", elem_id="dc-download-json"
                 )
-                c["pick"] = gr.Checkbox(
-                    label="Pick tokens to re-write",
-                    value=False,
-                    info="Click written tokens to mark them, then let the model re-write only those.",
-                    elem_id="dc-pick",
+                c["download_html"] = gr.DownloadButton(
+                    "Offline replay (.html)",
+                    value=None,
+                    interactive=False,
+                    size="sm",
+                    elem_id="dc-download-html",
                 )
-            with gr.Row(visible=False, equal_height=True) as pick_row:
-                c["selection"] = gr.Markdown("No tokens picked yet.", elem_id="dc-selection")
-                c["rewrite"] = gr.Button("Re-write picked tokens", variant="primary", elem_id="dc-rewrite")
-                c["clear_pick"] = gr.Button("Clear", elem_id="dc-clear-pick")
-            c["pick_row"] = pick_row
-            c["inspector"] = gr.HTML(EMPTY_INSPECTOR, elem_id="dc-inspector", apply_default_css=False)
-            c["heatmap"] = gr.Plot(plot(empty_heatmap_dict()), label="Heatmap: steps × positions", elem_id="dc-heatmap")
-            with gr.Row(equal_height=False):
-                with gr.Column(scale=1, min_width=260):
-                    c["stats"] = gr.HTML(EMPTY_STATS, elem_id="dc-stats", apply_default_css=False)
-                with gr.Column(scale=1, min_width=260):
-                    c["final_text"] = gr.Textbox(
-                        label="Final text",
-                        lines=4,
-                        max_lines=16,
-                        interactive=False,
-                        buttons=["copy"],
-                        elem_id="dc-final-text",
-                    )
-                    with gr.Row():
-                        c["download_json"] = gr.DownloadButton(
-                            "Trajectory (.json)", value=None, interactive=False, size="sm", elem_id="dc-download-json"
-                        )
-                        c["download_html"] = gr.DownloadButton(
-                            "Offline replay (.html)",
-                            value=None,
-                            interactive=False,
-                            size="sm",
-                            elem_id="dc-download-html",
-                        )
-                        c["upload"] = gr.UploadButton(
-                            "Replay a .json file",
-                            file_types=[".json"],
-                            type="filepath",
-                            size="sm",
-                            elem_id="dc-upload",
-                        )
+                c["upload"] = gr.UploadButton(
+                    "Replay a .json file",
+                    file_types=[".json"],
+                    type="filepath",
+                    size="sm",
+                    elem_id="dc-upload",
+                )
     with examples_column:
         # Every setting is part of an example (missing keys take START_VALUES), so clicking one
         # always reproduces the same run whatever was changed before.
@@ -232,7 +292,7 @@ def create_ui() -> CanvasUI:
             examples=[[{**START_VALUES, **e}[name] for name in example_fields] for e in examples],
             inputs=[c[name] for name in example_fields],
             example_labels=[e["label"] for e in examples],
-            label="Examples: click one, then Generate",
+            label="Examples: click one, then Generate (they set every setting)",
             examples_per_page=10,
         )
     return ui
@@ -354,6 +414,7 @@ def make_handlers(ui: CanvasUI) -> dict[str, Any]:  # noqa: C901 (one closure pe
         if view is None or not view.states:
             return gr.skip()
         step = view.clamp(value)
+        session.play_id += 1  # dragging the slider ends a Play in progress
         live = view.status == "running"
         session.pinned = live and step < view.last_step
         session.shown_step = None if (live and not session.pinned) or step == view.last_step else step
@@ -446,6 +507,11 @@ def make_handlers(ui: CanvasUI) -> dict[str, Any]:  # noqa: C901 (one closure pe
         interval = play_interval_ms(view.last_step) / 1000
         for frame in view.iter_frames():  # incremental: O(positions) per frame
             if session.play_id != my_id or session.view is not view:
+                # Superseded (another run, Stop, a scrub): end on a message that changes nothing. gradio
+                # repeats a stream's last message when it ends, and a frame of this run repeated after a
+                # Re-write's final message put the slider and the heatmap's cursor back on this run's
+                # frame while the canvas showed the new run (issue 13, item 9).
+                yield gr.skip(), gr.skip(), gr.skip()
                 return
             session.shown_step = frame.step
             # Plain values only (the slider's range is already right): no component is rebuilt.
@@ -534,6 +600,18 @@ def make_handlers(ui: CanvasUI) -> dict[str, Any]:  # noqa: C901 (one closure pe
             gr.update(open=show_threshold or show_factor or show_gamma),  # its key setting in view (e.g. after an example)
         )
 
+    def projector_changed(session: Session, on: bool):
+        """Projector mode: the heatmap with projector-sized text; the settings panel closes."""
+        session.projector = bool(on)
+        view = session.view
+        size = heatmap_size(session)
+        if view is None or not view.states:
+            figure = empty_heatmap_dict(**size)
+        else:
+            step = view.last_step if session.shown_step is None else view.clamp(session.shown_step)
+            figure = heatmap_dict(view, cursor=step, revision=str(id(view)), **size)
+        return plot(figure), gr.update(open=False) if on else gr.update()
+
     def remask_changed(mode: str):
         return gr.update(open=mode not in (None, "", "off"))
 
@@ -558,6 +636,7 @@ def make_handlers(ui: CanvasUI) -> dict[str, Any]:  # noqa: C901 (one closure pe
         "strategy_changed": strategy_changed,
         "pick_toggled": pick_toggled,
         "remask_changed": remask_changed,
+        "projector_changed": projector_changed,
         "end_pick": end_pick,
     }
 
@@ -579,6 +658,18 @@ def create_events(ui: CanvasUI, state: gr.State) -> None:
     settings = {"inputs_kwargs": {name: getattr(ui, name) for name in SETTINGS}, "preprocess": False}
     outputs = run_outputs(ui)
     inference = {"concurrency_limit": INFERENCE_CONCURRENCY, "concurrency_id": "inference"}
+
+    play_event = ui.play.click(
+        h["play"],
+        [state],
+        [ui.canvas, ui.scrub, ui.stats],
+        api_name="play",
+        show_progress="hidden",
+        concurrency_limit=8,
+    )
+    # A Play in progress ends by itself when another run replaces its run (``play``'s loop checks the
+    # session, then ends on an all-skip message). Cancelling it from here instead would end it inside its
+    # sleep, where gradio repeats its last frame after the new run's final message (issue 13, item 9).
 
     # A second Generate while one runs (trigger_mode="multiple" lets the click through): the unqueued
     # `supersede` stops this tab's current run at once, even when the queue is busy; the new run then
@@ -608,14 +699,6 @@ def create_events(ui: CanvasUI, state: gr.State) -> None:
         **inference,
     )
     rewrite_event.then(h["end_pick"], None, [ui.pick, ui.pick_row], show_progress="hidden", api_visibility="private")
-    play_event = ui.play.click(
-        h["play"],
-        [state],
-        [ui.canvas, ui.scrub, ui.stats],
-        api_name="play",
-        show_progress="hidden",
-        concurrency_limit=8,
-    )
     ui.stop.click(
         h["stop"],
         [state],
@@ -656,6 +739,14 @@ def create_events(ui: CanvasUI, state: gr.State) -> None:
         api_visibility="private",
     )
     ui.projector.change(None, [ui.projector], None, js=PROJECTOR_JS)
+    ui.projector.change(
+        h["projector_changed"],
+        [state, ui.projector],
+        [ui.heatmap, ui.settings],
+        queue=False,
+        show_progress="hidden",
+        api_visibility="private",
+    )
     ui.upload.upload(h["upload"], [state, ui.upload], [*outputs, ui.prompt], api_name="replay", concurrency_limit=2)
     ui.model.change(
         h["model_changed"],

@@ -53,6 +53,7 @@ RACE_DEFAULTS = {"rule": "low_confidence", "length": 128, "threshold": 0.5, "gam
 # How the diffusion lane of an AR race picks how many tokens to commit per pass.
 RACE_RULES = (("Confidence threshold (Fast-dLLM)", "threshold"), ("Entropy budget (EB-sampler)", "entropy_bound"),
               ("Fixed tokens per pass (LLaDA, most confident first)", "low_confidence"))
+LANE_HEATMAP_HEIGHT = 250  # px: lanes and their heatmaps on one 1440 x 900 screen
 WAITING_HTML = '<div class="dc-race-explain">Measuring what one forward pass costs here…</div>'
 
 
@@ -365,14 +366,25 @@ def create_ui() -> dict[str, Any]:
     c: dict[str, Any] = {}
     gr.Markdown(
         "### Which writes faster: one token at a time, or many at once?\n"
+        "Press **Start the race**: the autoregressive twin (one token per pass) against the diffusion model "
+        "(several per pass), each timed on its own clock.",
+        elem_id="dc-race-intro",
+    )
+    with gr.Accordion("What am I looking at?", open=False):
+        gr.Markdown(
         "The **autoregressive twin** (same size, same data) writes one token per pass through the network. "
         "The **diffusion model** may commit several tokens per pass when it is confident enough, and a "
         "**cache** lets it skip recomputing text that has not changed. Both run on this machine in turns, "
         "each timed on its own clock, so the lane that finishes first is the one that would finish first alone. "
         "Under each diffusion lane: what one of its passes costs here compared with one step of the twin, "
         "so how many tokens per pass it needs to win, and how many it writes."
-    )
+        )
     defaults, start_model, start_note = race_start()
+    with gr.Row():
+        c["go"] = gr.Button("Start the race", variant="primary", elem_id="dc-race-go")
+        c["stop"] = gr.Button("Stop", elem_id="dc-race-stop")
+    settings_box = gr.Accordion("Race settings: prompt, length, rule, cache, temperature", open=False)
+    settings_box.__enter__()
     with gr.Row():
         c["prompt"] = gr.Textbox("ROMEO:\n", label="Prompt", lines=2, max_lines=6, scale=3,
                                  info="Both contestants continue this text.")
@@ -407,9 +419,7 @@ def create_ui() -> dict[str, Any]:
                                      info="0 = always the likeliest token; higher = more varied text.")
         c["seed"] = named_field(gr.Number, "race-seed", defaults["seed"], precision=0, minimum=0, maximum=MAX_SEED, label="Seed",
                            info="Same seed, same race.")
-    with gr.Row():
-        c["go"] = gr.Button("Start the race", variant="primary")
-        c["stop"] = gr.Button("Stop")
+    settings_box.__exit__(None, None, None)
     c["note"] = gr.HTML("")
     c["lanes"] = []
     c["heats"] = []
@@ -495,7 +505,7 @@ def create_events(c: dict[str, Any]) -> None:
                 hide_projection = [gr.update(visible=False, open=False), gr.update(), gr.update()] if count == 0 else [
                     gr.update()] * 3
                 yield [note_html, *visible_updates, *htmls, *hidden_heats, *hide_projection]
-        heats = [gr.update(value=plot(heatmap_dict(view)), visible=True) for view in views]
+        heats = [gr.update(value=plot(heatmap_dict(view, height=LANE_HEATMAP_HEIGHT)), visible=True) for view in views]
         heats += [gr.update(visible=False) for _ in range(RACE_LANES - len(views))]
         projection, figure = lane_projection(setup, snapshot, ar_step_ms)
         explained = [gr.update(visible=bool(projection)), projection,

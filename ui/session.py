@@ -66,6 +66,7 @@ class Run:
         self.progress = threading.Event()  # set by the worker after each step and when it ends
         self.worker: threading.Thread | None = None
         self.error: BaseException | None = None
+        self.model_seconds = 0.0
 
     def _token_text(self, token_id: int) -> str:
         with TOKENIZER_LOCK:
@@ -76,11 +77,13 @@ class Run:
         with self.lock:
             if self.cancelled.is_set() or self.view.complete:
                 return False
+            started = time.perf_counter()
             try:
                 state = next(self._states)
             except StopIteration:
                 return False
-            self.view.add(self.builder.add(state))
+            self.model_seconds += time.perf_counter() - started  # the model's time, not Step mode's pauses
+            self.view.add(self.builder.add(state), model_seconds=self.model_seconds)
             if self.view.complete:
                 self._drain()
                 if not self.cancelled.is_set():
@@ -158,6 +161,7 @@ class Session:
         self.pinned = False  # the user scrubbed during a live run: stop moving the canvas
         self.selected: set[int] = set()
         self.inspected: int | None = None
+        self.projector = False  # projector mode: a taller heatmap with projector-sized text
         self.play_id = 0
         self.folder: Path | None = None
         self.exported: Trajectory | None = None  # the trajectory whose files the downloads offer

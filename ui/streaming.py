@@ -44,6 +44,15 @@ RESUME_LABEL = "Continue ▶"
 EMPTY_STATS = '<div class="dc-stats dc-empty">Statistics appear here once a run starts.</div>'
 
 
+HEATMAP_SIZE = {"height": 430, "font_size": 12}  # beside the canvas on a 1440 x 900 screen
+PROJECTOR_HEATMAP_SIZE = {"height": 470, "font_size": 18}  # text a class can read from the back
+
+
+def heatmap_size(session: Session) -> dict:
+    """The heatmap's height and font size for this tab (larger in projector mode)."""
+    return PROJECTOR_HEATMAP_SIZE if getattr(session, "projector", False) else HEATMAP_SIZE
+
+
 def plot(figure: dict) -> PlotData:
     """A figure dict as gr.Plot's value (our compact JSON, not plotly.graph_objects)."""
     return PlotData(type="plotly", plot=to_json(figure))
@@ -77,7 +86,7 @@ def settle(ui: Any, session: Session, view: RunView, *, status: str | None = Non
         ui.canvas: canvas_html(
             view, step, detail=True, selected=session.selected, inspected=session.inspected, status=status, note=note
         ),
-        ui.heatmap: plot(heatmap_dict(view, cursor=step, revision=str(id(view)))),
+        ui.heatmap: plot(heatmap_dict(view, cursor=step, revision=str(id(view)), **heatmap_size(session))),
         ui.scrub: gr.update(maximum=max(1, view.last_step), value=step),
         ui.stats: stats_html(view, step),
         ui.inspector: inspector_html(view, step, session.inspected),
@@ -167,7 +176,9 @@ def _frame_update(ui: Any, session: Session, view: RunView, policy: UpdatePolicy
         update[ui.canvas] = canvas_html(view, frame=frame, status="running", detail=slow, titles=slow)
         policy.mark_shown(step)
     if send_heatmap:
-        update[ui.heatmap] = plot(heatmap_dict(view, upto=step, revision=str(id(view))))
+        update[ui.heatmap] = plot(
+            heatmap_dict(view, upto=step, revision=str(id(view)), detail=False, **heatmap_size(session))
+        )
         update[ui.stats] = stats_html(view, step)
         update[ui.scrub] = gr.update(maximum=max(1, step), **({} if session.pinned else {"value": step}))
     return update, step
@@ -197,7 +208,7 @@ def _hold(ui: Any, session: Session, held: dict, update: dict, step: int) -> Non
                 ui.download_html: None,
                 ui.selection: "No tokens picked yet.",
                 ui.canvas: update.get(ui.canvas, empty_canvas_html()),
-                ui.heatmap: update.get(ui.heatmap, plot(empty_heatmap_dict())),
+                ui.heatmap: update.get(ui.heatmap, plot(empty_heatmap_dict(**heatmap_size(session)))),
                 ui.stats: update.get(ui.stats, EMPTY_STATS),
                 ui.scrub: 0,
             }

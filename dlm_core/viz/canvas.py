@@ -9,10 +9,11 @@ Span classes (short, because the canvas streams every step):
 
     t    every position          p    prompt token (fixed, never changed)
     m    masked (not written)    n    written in this step (or since the previous frame)
-    r    re-masked in this step  v    was re-masked earlier and written again (revised)
+    r    re-masked in this step  v    revised: re-masked earlier, now a different token
     q0..q4 confidence bin of a written token (0-20 % ... 80-100 %, ``PALETTE``)
     e    the end-of-text token   x    after the end of text (not part of the answer)
     s    selected for re-writing by hand     i    the position shown in the inspector
+    w    a written token that is only whitespace (a newline): no colour box, a faint sign
 
 Each span carries ``data-i`` (its position) and a ``title`` tooltip. ``detail=True`` adds the
 model's top candidates at that step to the tooltip of every position the step scored ("what is
@@ -160,18 +161,24 @@ def span_html(
             classes.append(f"q{level}")
         if frame.new[position]:
             classes.append("n")
-        if frame.remask_count[position]:
+        revised = bool(frame.revised[position])
+        if revised:
             classes.append("v")
         step = int(frame.commit_step[position])
         text = view.token_text(token)
         title = f"{where} · {visible(text)} · written at step {step} · {percent(p)} sure"
-        if frame.remask_count[position]:
-            title += f" · revised ({frame.remask_count[position]}× re-masked before)"
+        if revised:
+            was = visible(view.token_text(int(frame.first_lost[position])))
+            title += f" · revised: it was {was} before it was re-masked"
+        elif frame.remask_count[position]:
+            title += f" · re-masked {frame.remask_count[position]}× before and written back the same"
         if position in frame.edited:
             classes.append("ed")
             title += f" · edited: {visible(view.token_text(frame.edited[position]))} → {visible(text)}"
         if detail:
             title += _topk_text(view, frame, position)
+        if text and not text.strip():
+            classes.append("w")  # only whitespace (a newline): drawn quietly, without its colour box
         if is_eos:
             classes.append("e")
             title = f"{where} · end of text (written at step {step}, {percent(p)} sure): the answer stops here"
@@ -294,7 +301,7 @@ def legend_html() -> str:
         f'<span class="t m">{MASK_GLYPH}</span> masked (not written yet) '
         '<span class="t q3 n">new</span> written this step '
         f'<span class="t m r">{MASK_GLYPH}</span> re-masked (to be rewritten) '
-        '<span class="t q2 v">revised</span> rewritten after a re-mask '
+        '<span class="t q2 v">revised</span> taken back and rewritten as a different token '
         '<span class="t q2 ed">edited</span> replaced by another token (token editing) '
         '<span class="t d">draft</span> draft, not accepted yet (uniform-state models) '
         '<span class="t p">prompt</span> your prompt '
@@ -304,8 +311,61 @@ def legend_html() -> str:
     )
 
 
+# What each strategy's score (``StepState.confidence``) is, in words, and how the step uses it. A
+# percentage where it is a probability; ``None``: the number itself means nothing to a student.
+SCORE_WORDS: dict[str, tuple[str, bool]] = {
+    "low_confidence": ("the model's probability of its guess; each step writes the slots with the highest", True),
+    "threshold": ("the model's probability of its guess; the step writes every slot above the threshold "
+                  "(at least one)", True),
+    "factor": ("the model's probability of its guess; the step writes the surest slots while the factor rule "
+               "allows", True),
+    "maskgit_plus": ("the probability of its guess after the sampling temperature; the highest are written "
+                     "first", True),
+    "topk_margin": ("how far its top guess is ahead of the second (a probability gap); the largest gaps are "
+                    "written first", True),
+    "entropy": ("minus the entropy of its guesses (closer to 0 = surer); the surest are written first", False),
+    "entropy_bound": ("minus the entropy of its guesses (closer to 0 = surer); the step writes the surest while "
+                      "their summed doubt stays under γ", False),
+    "random": ("a random number: this strategy writes the masks in a random order", False),
+    "origin": ("the probability of its guess, shown only: this strategy picks the slots at random on a "
+               "schedule", True),
+}
+
+
+def _score_html(view: RunView, frame: Frame, position: int) -> str:
+    """The strategy's score of a masked slot's guess, in words (empty where it scored nothing)."""
+    if frame.confidence is None or position >= len(frame.confidence) or np.isnan(frame.confidence[position]):
+        return ""
+    strategy = str(view.meta.config.get("strategy", ""))
+    value = float(frame.confidence[position])
+    words, is_probability = SCORE_WORDS.get(strategy, ("the strategy's own ranking score (higher first)", False))
+    number = percent(value) if is_probability else f"{value:.3f}"
+    order = view.meta.config.get("order_temperature") or 0
+    noise = (
+        " With order randomness above 0, a less sure slot is sometimes written before a surer one."
+        if order and strategy in ("low_confidence", "maskgit_plus", "topk_margin", "entropy", "entropy_bound")
+        else ""
+    )
+    return (
+        f'<div class="dc-when">Strategy score: <b>{html.escape(number)}</b>, {html.escape(words)}.'
+        f"{html.escape(noise)}</div>"
+    )
+
+
+def _candidates(frame_or_state, position: int):
+    ids = getattr(frame_or_state, "topk_ids", None)
+    if ids is None or ids[position, 0] < 0:
+        return None
+    return ids[position], frame_or_state.topk_probs[position]
+
+
 def inspector_html(view: RunView, step: int | None, position: int | None) -> str:
-    """ "What is the model thinking?": the top candidates at one position and step, as bars."""
+    """ "What is the model thinking?": one position at one step, its top guesses as bars.
+
+    One number per concept: a written token is described with the probability it had when it was
+    written, and its bars are those of that step (so the chosen bar shows the same number); a later
+    reading, where the step shown re-read it, is a second, labelled sentence. A masked slot shows the
+    model's guess for it at this step and the strategy's score of that guess, in words."""
     if not view.states or position is None or not 0 <= int(position) < view.length:
         return (
             '<div class="dc-inspect dc-empty">Click any token or mask in the canvas to see what the model '
@@ -314,19 +374,42 @@ def inspector_html(view: RunView, step: int | None, position: int | None) -> str
     position = int(position)
     frame = view.frame(step)
     token = int(frame.tokens[position])
+    fixed, masked = bool(frame.fixed[position]), bool(frame.masked[position])
     head = f"Position {position} at step {frame.step}: "
-    if frame.fixed[position]:
+    extra = ""
+    source = None  # (step, ids, probs) of the bars
+    chosen_id, chosen_p = None, math.nan
+    if fixed:
         head += f"prompt token {visible(view.token_text(token))}, given by you (the model never changes it)."
-    elif frame.masked[position] and frame.uniform and token != frame.mask_id:
+    elif masked and frame.uniform and token != frame.mask_id:
         entropy = -float(frame.confidence[position]) if frame.confidence is not None else float("nan")
         spread = f", entropy {entropy:.2f} nats" if entropy == entropy else ""
         head += f"draft {visible(view.token_text(token))}, not accepted yet (uniform-state: no mask){spread}."
-    elif frame.masked[position]:
-        head += "not drawn yet." if frame.uniform else "still masked."
+        candidates = _candidates(frame, position)
+        if candidates is not None:
+            source = (frame.step, *candidates)
+    elif masked and frame.uniform:
+        head += "not drawn yet."
+    elif masked:
+        guess = int(frame.proposal[position]) if getattr(frame, "proposal", None) is not None else -1
+        p_guess = float(frame.prob[position]) if frame.prob is not None else math.nan
+        if guess >= 0:
+            head += (
+                f"still masked. The model's guess for it now: {visible(view.token_text(guess))}, "
+                f"{percent(p_guess)} sure."
+            )
+        else:
+            head += "still masked (the model did not look at it in this step)."
+        candidates = _candidates(frame, position)
+        if candidates is not None:
+            source = (frame.step, *candidates)
+        chosen_id, chosen_p = (guess, p_guess) if guess >= 0 else (None, math.nan)
     else:
+        written = int(frame.commit_step[position])
+        p_then = float(frame.commit_prob[position])
         head += (
-            f"{visible(view.token_text(token))}, written at step {int(frame.commit_step[position])} "
-            f"with {percent(float(frame.commit_prob[position]))} confidence."
+            f"{visible(view.token_text(token))}, written at step {written}, when the model was "
+            f"{percent(p_then)} sure of it."
         )
         if position in frame.edited:
             head += (
@@ -334,29 +417,35 @@ def inspector_html(view: RunView, step: int | None, position: int | None) -> str
                 f"{visible(view.token_text(token))} (token editing replaces a written token directly; "
                 "re-masking would have turned it back into a mask)."
             )
+        chosen_id, chosen_p = token, p_then
+        if written > 0 and _candidates(view.states[written], position) is not None:
+            source = (written, *_candidates(view.states[written], position))
+        elif _candidates(frame, position) is not None:
+            source = (frame.step, *_candidates(frame, position))
+        p_now = float(frame.prob[position]) if frame.prob is not None else math.nan
+        if frame.step != written and not math.isnan(p_now) and percent(p_now) != percent(p_then):
+            extra = (
+                f'<div class="dc-when">Re-read at step {frame.step}, the model is now {percent(p_now)} sure of it '
+                "(the colour in the canvas is from when it was written).</div>"
+            )
     rows = []
-    source_step = frame.step
-    ids = probs = None
-    if frame.topk_ids is not None and frame.topk_ids[position, 0] >= 0:
-        ids, probs = frame.topk_ids[position], frame.topk_probs[position]
-    elif not frame.fixed[position] and not frame.masked[position] and frame.commit_step[position] > 0:
-        source_step = int(frame.commit_step[position])
-        state = view.states[source_step]
-        if state.topk_ids is not None and state.topk_ids[position, 0] >= 0:
-            ids, probs = state.topk_ids[position], state.topk_probs[position]
-    if ids is not None:
+    if source is not None:
+        source_step, ids, probs = source
         when = "at this step" if source_step == frame.step else f"at step {source_step}, when it was written"
+        listed = False
         for token_id, p in zip(ids.tolist(), probs.tolist(), strict=True):
             if token_id < 0:
                 continue
-            width = 0 if math.isnan(p) else max(1, round(100 * p))
-            chosen = " chosen" if (not frame.masked[position] and token_id == token) else ""
-            rows.append(
-                f'<li class="dc-cand{chosen}"><code>{html.escape(visible(view.token_text(token_id)))}</code>'
-                f'<span class="dc-bar" style="width:{width}%"></span><span class="dc-p">{percent(p)}</span></li>'
-            )
-        body = f'<div class="dc-when">Top guesses {html.escape(when)}:</div><ol>{"".join(rows)}</ol>'
-    elif frame.fixed[position]:
+            mine = token_id == chosen_id
+            listed |= mine
+            if mine and not math.isnan(chosen_p):
+                p = chosen_p  # the same reading as the sentence above, to the digit
+            rows.append(_bar(view, token_id, p, " chosen" if mine else ""))
+        if chosen_id is not None and not listed and not math.isnan(chosen_p):
+            rows.append(_bar(view, chosen_id, chosen_p, " chosen", note=" (sampled, not in the top 5)"))
+        label = "Top guesses" if not masked else "Top guesses (the orange one is its guess)"
+        body = f'<div class="dc-when">{label} {html.escape(when)}:</div><ol>{"".join(rows)}</ol>'
+    elif fixed:
         body = ""
     elif view.states[frame.step].topk_ids is None:
         body = '<div class="dc-when">This run did not record the top candidates.</div>'
@@ -365,14 +454,16 @@ def inspector_html(view: RunView, step: int | None, position: int | None) -> str
             '<div class="dc-when">The model did not look at this position in this step (it works on one '
             "block at a time); pick a step where its block was active.</div>"
         )
-    score = ""
-    if frame.confidence is not None and position < len(frame.confidence) and not np.isnan(frame.confidence[position]):
-        strategy = view.meta.config.get("strategy", "")
-        score = (
-            f'<div class="dc-when">Strategy score ({html.escape(str(strategy))}) for its proposal: '
-            f"{float(frame.confidence[position]):.3f}</div>"
-        )
-    return f'<div class="dc-inspect"><div class="dc-head">{html.escape(head)}</div>{body}{score}</div>'
+    score = _score_html(view, frame, position) if masked else ""
+    return f'<div class="dc-inspect"><div class="dc-head">{html.escape(head)}</div>{body}{score}{extra}</div>'
+
+
+def _bar(view: RunView, token_id: int, p: float, chosen: str, note: str = "") -> str:
+    width = 0 if math.isnan(p) else max(1, round(100 * p))
+    return (
+        f'<li class="dc-cand{chosen}"><code>{html.escape(visible(view.token_text(token_id)))}{html.escape(note)}</code>'
+        f'<span class="dc-bar" style="width:{width}%"></span><span class="dc-p">{percent(p)}</span></li>'
+    )
 
 
 def _steps_text(view: RunView, s: dict) -> str:
@@ -382,7 +473,7 @@ def _steps_text(view: RunView, s: dict) -> str:
 
 
 def stats_html(view: RunView, step: int | None = None) -> str:
-    """Steps, NFE, tokens per forward pass, wall time and tokens/s as a small table."""
+    """Steps, NFE, tokens per forward pass, model time (pauses apart) and tokens/s as a small table."""
     if not view.states:
         return '<div class="dc-stats dc-empty">Statistics appear here once a run starts.</div>'
     s = view.stats(step)
@@ -394,9 +485,11 @@ def stats_html(view: RunView, step: int | None = None) -> str:
         ("Forward passes (NFE)", str(s["nfe"])),
         ("Tokens written", f"{s['generated']} of {s['slots']}"),
         ("Tokens per forward pass", "–" if math.isnan(s["tokens_per_forward"]) else f"{s['tokens_per_forward']:.2f}"),
-        ("Wall time", f"{s['elapsed']:.2f} s"),
-        ("Tokens per second", "–" if math.isnan(s["tokens_per_second"]) else f"{s['tokens_per_second']:.0f}"),
+        ("Model time", f"{s['model_seconds']:.2f} s"),
+        ("Tokens per second (model time)", "–" if math.isnan(s["tokens_per_second"]) else f"{s['tokens_per_second']:.0f}"),
     ]
+    if s["paused_seconds"] >= 0.05:  # Step mode: the time the run waited for the next click, apart
+        rows.insert(7, ("Paused (waiting for Step)", f"{s['paused_seconds']:.2f} s"))
     if s["remasked"]:
         rows.append(("Re-masked (revisions)", str(s["remasked"])))
     if s["early_stop"] is not None:

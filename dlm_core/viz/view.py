@@ -55,6 +55,7 @@ class Frame:
     commit_step: np.ndarray  # last commit step <= step per position (-1: none)
     commit_prob: np.ndarray  # float32 model probability at that commit (NaN: none)
     remask_count: np.ndarray  # how often each position was re-masked up to this step
+    first_lost: np.ndarray  # the token a position lost at its first re-mask (-1: never re-masked)
     new: np.ndarray  # bool: committed in (since, step] and still committed
     remasked: np.ndarray  # bool: re-masked in (since, step] and still masked
     previous: dict[int, int] = field(default_factory=dict)  # re-masked position -> the token it lost
@@ -66,9 +67,16 @@ class Frame:
     topk_probs: np.ndarray | None = None
     prob: np.ndarray | None = None
     confidence: np.ndarray | None = None
+    proposal: np.ndarray | None = None  # the model's guess at slots masked when the step began (-1 elsewhere)
     block: int = 0
     nfe: int = 0
     elapsed: float = 0.0
+
+    @property
+    def revised(self) -> np.ndarray:
+        """bool per position: written now, re-masked before, and now a different token from the one it
+        first lost (re-masked and written back the same is no revision)."""
+        return ~self.masked & (self.first_lost >= 0) & (self.tokens != self.first_lost)
 
 
 class RunView:
@@ -82,6 +90,7 @@ class RunView:
         self.status = "running"  # running | paused | stopped | done | replay
         self.final_text: str | None = None
         self.lock = threading.RLock()
+        self._model_seconds: list[float] = []
         for state in states:
             self.add(state)
 
@@ -109,8 +118,10 @@ class RunView:
 
     # -- streaming ------------------------------------------------------------------------------
 
-    def add(self, state: Any) -> None:
-        """Append the next state (steps must arrive in order) and update the running arrays."""
+    def add(self, state: Any, model_seconds: float | None = None) -> None:
+        """Append the next state (steps must arrive in order) and update the running arrays.
+        ``model_seconds``: the model's own time up to this state (cumulative), where the caller
+        measured it apart from pauses (Step mode); else the state's wall-clock ``elapsed`` counts."""
         with self.lock:
             if state.step != len(self.states):
                 raise ValueError(f"expected step {len(self.states)}, got step {state.step}")
@@ -119,6 +130,7 @@ class RunView:
             else:
                 self._advance(state)
             self.states.append(state)
+            self._model_seconds.append(float(state.elapsed) if model_seconds is None else float(model_seconds))
 
     def _start(self, state: Any) -> None:
         n = int(state.tokens.shape[0])
@@ -133,9 +145,14 @@ class RunView:
         budget = int(steps) if steps else self.num_slots
         if not self.meta.expected_steps:
             self.meta = replace(self.meta, expected_steps=max(1, budget))
-        self._commit_step, self._commit_prob, self._remask_count = self._fresh_arrays()
+        self._commit_step, self._commit_prob, self._remask_count, self._first_lost = self._fresh_arrays()
         rows = max(self.meta.expected_steps, 1) + 1
         self._heat = np.full((rows, self.width), np.nan, dtype=np.float32)
+        # What the heatmap shows per step and position (``cells``): MASKED_CELL while masked, the
+        # model's latest probability of the written token once written, NaN for prompt columns.
+        self._cells = np.full((rows, self.width), np.nan, dtype=np.float32)
+        self._slot_columns = ~np.asarray(state.fixed, dtype=bool)[self.x0 : self.x1 + 1]
+        self._cells[0] = _cell_row(state, self.x0, self.x1, self._slot_columns, None)
         self._commits: list[tuple[int, int, float]] = []  # (step, position, prob)
         self._remasks: list[tuple[int, int, int]] = []  # (step, position, lost token id)
         self._heat[0] = np.nan
@@ -148,14 +165,15 @@ class RunView:
         probs = np.asarray(state.prob, dtype=np.float64)
         for position in remasked.tolist():
             self._remasks.append((step, position, int(previous.tokens[position])))
-        _apply(state, self._commit_step, self._commit_prob, self._remask_count)
+        _apply(state, previous, self._commit_step, self._commit_prob, self._remask_count, self._first_lost)
         for position, p in zip(committed.tolist(), probs[committed].tolist(), strict=True):
             self._commits.append((step, position, p))
         if step >= self._heat.shape[0]:
-            grown = np.full((max(step + 1, 2 * self._heat.shape[0]), self.width), np.nan, dtype=np.float32)
-            grown[: self._heat.shape[0]] = self._heat
-            self._heat = grown
+            rows = max(step + 1, 2 * self._heat.shape[0])
+            self._heat = _grown(self._heat, rows)
+            self._cells = _grown(self._cells, rows)
         self._heat[step] = probs[self.x0 : self.x1 + 1]
+        self._cells[step] = _cell_row(state, self.x0, self.x1, self._slot_columns, self._cells[step - 1])
 
     # -- summary --------------------------------------------------------------------------------
 
@@ -185,6 +203,15 @@ class RunView:
             last = self.last_step if upto is None else min(upto, self.last_step)
             return self._heat[: last + 1]
 
+    def cells(self, upto: int | None = None) -> np.ndarray:
+        """(steps + 1) x width float32 matrix of what the heatmap shows (rows 0..upto): ``MASKED_CELL``
+        where the position was masked after that step, the model's latest probability of the written
+        token where it was written (the step's reading where the step scored it, else carried from the
+        last step that did), NaN in prompt columns (an infill's given text between the blanks)."""
+        with self.lock:
+            last = self.last_step if upto is None else min(upto, self.last_step)
+            return self._cells[: last + 1]
+
     def commits(self, upto: int | None = None) -> list[tuple[int, int, float]]:
         with self.lock:
             last = self.last_step if upto is None else upto
@@ -196,20 +223,24 @@ class RunView:
             return [r for r in self._remasks if r[0] <= last]
 
     def stats(self, upto: int | None = None) -> dict[str, Any]:
-        """Steps, NFE, tokens per forward, wall time, tokens per second, re-masks (at step ``upto``)."""
+        """Steps, NFE, tokens per forward, model time (without pauses) and wall time, tokens per second
+        of model time, re-masks (at step ``upto``)."""
         with self.lock:
             state = self.states[self.last_step if upto is None else upto]
             remasked = sum(1 for r in self._remasks if r[0] <= state.step)
+            model_seconds = self._model_seconds[state.step]
         generated = int((~state.fixed & ~state.masked).sum())
         elapsed = float(state.elapsed)
         return {
+            "model_seconds": model_seconds,
+            "paused_seconds": max(0.0, elapsed - model_seconds),
             "steps": int(state.step),
             "nfe": int(state.nfe),
             "slots": self.num_slots,
             "generated": generated,
             "tokens_per_forward": generated / state.nfe if state.nfe else math.nan,
             "elapsed": elapsed,
-            "tokens_per_second": generated / elapsed if elapsed > 0 else math.nan,
+            "tokens_per_second": generated / model_seconds if model_seconds > 0 else math.nan,
             "remasked": remasked,
             "complete": not bool(state.masked.any()),
             # a model with its own sampler: what early stopping saved up to this step (None: ours)
@@ -231,7 +262,12 @@ class RunView:
         with self.lock:
             step = self.last_step if step is None else self.clamp(step)
             if step == self.last_step:
-                arrays = (self._commit_step.copy(), self._commit_prob.copy(), self._remask_count.copy())
+                arrays = (
+                    self._commit_step.copy(),
+                    self._commit_prob.copy(),
+                    self._remask_count.copy(),
+                    self._first_lost.copy(),
+                )
             else:
                 arrays = None
         if arrays is None:
@@ -245,10 +281,10 @@ class RunView:
         arrays = self._fresh_arrays()
         for step in range(len(self.states)):
             if step:
-                _apply(self.states[step], *arrays)
+                _apply(self.states[step], self.states[step - 1], *arrays)
             yield self._frame(step, None, *arrays)
 
-    def _frame(self, step: int, since: int | None, commit_step, commit_prob, remask_count) -> Frame:
+    def _frame(self, step: int, since: int | None, commit_step, commit_prob, remask_count, first_lost) -> Frame:
         since = step - 1 if since is None else max(0, min(int(since), step - 1))
         state = self.states[step]
         masked = np.asarray(state.masked, dtype=bool)
@@ -278,6 +314,7 @@ class RunView:
             commit_step=commit_step,
             commit_prob=commit_prob,
             remask_count=remask_count,
+            first_lost=first_lost,
             new=new,
             remasked=remasked,
             previous={p: t for p, t in previous.items() if remasked[p]},
@@ -288,30 +325,67 @@ class RunView:
             topk_probs=state.topk_probs,
             prob=np.asarray(state.prob),
             confidence=np.asarray(state.confidence),
+            proposal=np.asarray(state.proposal),
             block=int(state.block),
             nfe=int(state.nfe),
             elapsed=float(state.elapsed),
         )
 
-    def _fresh_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _fresh_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return (
             np.full(self.length, -1, dtype=np.int32),
             np.full(self.length, np.nan, dtype=np.float32),
             np.zeros(self.length, dtype=np.int32),
+            np.full(self.length, -1, dtype=np.int64),
         )
 
-    def _replay(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _replay(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         arrays = self._fresh_arrays()
-        for s in self.states[1 : step + 1]:
-            _apply(s, *arrays)
+        for k in range(1, step + 1):
+            _apply(self.states[k], self.states[k - 1], *arrays)
         return arrays
 
 
-def _apply(state: Any, commit_step: np.ndarray, commit_prob: np.ndarray, remask_count: np.ndarray) -> None:
-    """Update the running per-position arrays with one step's re-masks and commits."""
+MASKED_CELL = -0.1  # the heatmap's value for a masked cell: below every probability, its own colour
+
+
+def _grown(matrix: np.ndarray, rows: int) -> np.ndarray:
+    grown = np.full((rows, matrix.shape[1]), np.nan, dtype=matrix.dtype)
+    grown[: matrix.shape[0]] = matrix
+    return grown
+
+
+def _cell_row(state: Any, x0: int, x1: int, slots: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+    """One row of ``RunView.cells``: masked slots MASKED_CELL, written ones the step's probability of
+    their token where scored, else the previous row's value (NaN, no reading, for a token that was
+    written without one)."""
+    masked = np.asarray(state.masked, dtype=bool)[x0 : x1 + 1]
+    prob = np.asarray(state.prob, dtype=np.float32)[x0 : x1 + 1]
+    row = np.full(x1 - x0 + 1, np.nan, dtype=np.float32) if previous is None else previous.copy()
+    written = slots & ~masked
+    row[written & (row == MASKED_CELL)] = np.nan
+    scored = written & ~np.isnan(prob)
+    row[scored] = prob[scored]
+    row[slots & masked] = MASKED_CELL
+    row[~slots] = np.nan
+    return row
+
+
+def _apply(
+    state: Any,
+    previous: Any,
+    commit_step: np.ndarray,
+    commit_prob: np.ndarray,
+    remask_count: np.ndarray,
+    first_lost: np.ndarray,
+) -> None:
+    """Update the running per-position arrays with one step's re-masks and commits (``previous``: the
+    state before it, whose tokens the re-masked positions lost)."""
     remasked = np.asarray(state.remasked, dtype=np.int64)
     committed = np.asarray(state.committed, dtype=np.int64)
     remask_count[remasked] += 1
+    first = remasked[first_lost[remasked] < 0]
+    first_lost[first] = np.asarray(previous.tokens)[first]
     commit_step[remasked] = -1
     commit_prob[remasked] = np.nan
     commit_step[committed] = state.step
