@@ -67,7 +67,11 @@ from .streaming import (
 
 
 def load_examples() -> list[dict[str, Any]]:
-    return json.loads((ASSETS / "examples.json").read_text(encoding="utf-8"))
+    """The examples of ``assets/examples.json`` whose model this checkout lists (an example without a
+    ``model`` is for the built-in Shakespeare model; the code examples appear once the code model is trained)."""
+    examples = json.loads((ASSETS / "examples.json").read_text(encoding="utf-8"))
+    examples = [{"model": registry.DEFAULT_MODEL, **e} for e in examples]
+    return [e for e in examples if e["model"] in registry.REGISTRY]
 
 
 CANVAS_JS = """
@@ -287,7 +291,7 @@ def create_ui() -> CanvasUI:
     with examples_column:
         # Every setting is part of an example (missing keys take START_VALUES), so clicking one
         # always reproduces the same run whatever was changed before.
-        example_fields = [name for name in SETTINGS if name != "model"]
+        example_fields = list(SETTINGS)  # the model too: the code examples switch to the code model
         c["examples"] = gr.Examples(
             examples=[[{**START_VALUES, **e}[name] for name in example_fields] for e in examples],
             inputs=[c[name] for name in example_fields],
