@@ -293,6 +293,31 @@ def test_llada2_pipeline_runs_and_records_with_editing(llada2):
     assert Trajectory.from_json(trajectory.to_json()) == trajectory
 
 
+def test_llada2_steps_are_per_block_so_fewer_than_blocks_run(llada2):
+    """12 blocks of 4 tokens with 2 steps each: our sampler's rule (at least one step per block, in
+    total) is not LLaDA 2.x's, whose steps are per block in [1, block length]."""
+    adapter, _ = llada2
+    config = SamplerConfig(gen_length=48, block_length=4, steps=2, threshold=0.9, seed=0)
+    states = list(denoise(adapter, "hello world", config))
+    assert adapter.last_recorder.matched is True and states[-1].done
+    trajectory = TrajectoryBuilder(adapter, "hello world", config).extend(states).build()
+    assert trajectory.source["steps_per_block"] == 2 and trajectory.steps_per_block == 2
+    assert max(trajectory.early_stop.block_steps) <= 2  # no editing: a block never takes more
+
+
+@pytest.mark.parametrize(
+    ("changes", "allowed"),
+    [({"block_length": 4, "steps": 5}, "[1, 4]"), ({"gen_length": 40, "steps": 33}, "[1, 32]"),  # default block
+     ({"block_length": 8, "gen_length": 6, "steps": 7}, "[1, 6]")],  # LLaDA2Pipeline: <= gen_length per block
+)
+def test_llada2_steps_beyond_a_block_are_refused_naming_field_and_range(llada2, changes, allowed):
+    adapter, _ = llada2
+    with CountingForward(adapter.model) as counter, pytest.raises(ConfigError) as error:
+        denoise(adapter, "hello world", SamplerConfig(**{"gen_length": 16, **changes}))
+    assert error.value.field == "steps" and f"steps must be an integer in {allowed}" in str(error.value)
+    assert "per block" in str(error.value) and counter.calls == 0
+
+
 # -- the registry entries: offline, memory, remote code, loading a local folder -----------------------------
 
 

@@ -121,7 +121,9 @@ class SamplerConfig:
         gen_length: masks appended after the prompt, in [0, 2048]. May be 0 when the prompt has
             ``[MASK]`` placeholders (pure infilling); generation slots = placeholders + appended.
         steps: model steps (forward evaluations, 2 under CFG). None = one step per generation slot.
-            Must lie in [number of blocks, number of slots]; checked when the prompt is known.
+            Must lie in [number of blocks, number of slots]; checked when the prompt is known. For a
+            model that runs its own sampler (DiffusionGemma, LLaDA 2.x) steps are *per block* (canvas)
+            and its adapter checks their range (``ExternalAdapter.steps_range``).
             ``left_to_right`` needs exactly one step per slot. ``threshold``, ``factor``,
             ``entropy_bound`` and ``origin`` are adaptive: ``steps`` is their budget (upper bound).
         block_length: semi-autoregressive block size in slots (LLaDA). None = one block.
@@ -273,15 +275,10 @@ class SamplerConfig:
             raise ConfigError(
                 "remask", f"remask must be None with strategy {self.strategy} (it commits in a fixed order)"
             )
+        # What ``steps`` counts depends on the model: our sampler's steps are in total (at least one
+        # per block, checked against the prompt's slots when ``denoise`` starts); a model with its own
+        # sampler counts them per block (its adapter checks its range). So no blocks rule here.
         if self.steps is not None and self.gen_length > 0:
-            # Placeholders only add slots, so the appended region alone gives lower bounds.
-            blocks = steps_range(self.gen_length, self.block_length)[0]
-            if self.steps < blocks:
-                raise ConfigError(
-                    "steps",
-                    f"steps must be >= the number of blocks ({blocks} = ceil(gen_length / block_length)), "
-                    f"got {self.steps}",
-                )
             if spec.one_per_step and self.steps < self.gen_length:
                 raise ConfigError(
                     "steps",
