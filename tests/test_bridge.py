@@ -195,6 +195,33 @@ def test_our_adapter_runs_the_diffusers_pipeline(gemma, gemma_folder):
     assert adapter.last_recorder.matched is True and states[-1].done
 
 
+def test_a_draft_accepted_when_its_canvas_finishes_keeps_its_confidence(gemma, gemma_folder):
+    """generate() appends its last draft when a canvas ends; the positions accepted only then are
+    written by a bookkeeping step (no forward) that carries the probability of that draft, so the
+    inspector says how sure the model was ("written at step 7 with 41% confidence"), never "?"."""
+    from dlm_core.viz import RunView, inspector_html
+
+    model, tokenizer = gemma
+    adapter = DiffusionGemmaAdapter(model, tokenizer, gemma_spec(gemma_folder))
+    config = SamplerConfig(gen_length=16, steps=3, seed=3)
+    states = list(denoise(adapter, "hello", config))
+    finishing = [(before, state) for before, state in zip(states[1:], states[2:], strict=False)
+                 if state.nfe == before.nfe and state.committed.size]
+    assert finishing  # canvases of 8 tokens in 3 steps: some drafts are accepted only at the end
+    for before, state in finishing:
+        drafted = before.tokens[state.committed] == state.tokens[state.committed]
+        assert drafted.any()
+        assert np.array_equal(state.prob[state.committed][drafted], before.prob[state.committed][drafted])
+        assert not np.isnan(state.prob[state.committed][drafted]).any()
+    view = RunView.for_model(adapter, "hello", config)
+    for state in states:
+        view.add(state)
+    before, state = finishing[0]
+    position = int(state.committed[before.tokens[state.committed] == state.tokens[state.committed]][0])
+    text = inspector_html(view, view.last_step, position)
+    assert f"written at step {state.step} with {100 * before.prob[position]:.0f}% confidence" in text, text
+
+
 # -- Stop, errors, bad input ------------------------------------------------------------------------------
 
 
