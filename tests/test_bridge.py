@@ -320,6 +320,13 @@ def test_llada2_pipeline_runs_and_records_with_editing(llada2):
     assert Trajectory.from_json(trajectory.to_json()) == trajectory
 
 
+@pytest.mark.parametrize(("post", "max_post_steps"), [(None, 16), (1, 0), (5, 4)])
+def test_llada2_edit_only_steps_map_to_the_pipelines_max_post_steps(llada2, post, max_post_steps):
+    adapter, _ = llada2
+    config = SamplerConfig(gen_length=8, block_length=4, steps=4, edit_threshold=0.05, edit_post_steps=post)
+    assert adapter.settings(config)["max_post_steps"] == max_post_steps  # None: the pipeline's default
+
+
 def test_llada2_steps_are_per_block_so_fewer_than_blocks_run(llada2):
     """12 blocks of 4 tokens with 2 steps each: our sampler's rule (at least one step per block, in
     total) is not LLaDA 2.x's, whose steps are per block in [1, block length]."""

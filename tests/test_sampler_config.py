@@ -206,8 +206,9 @@ def test_every_field_is_in_the_settings_table_with_its_range_in_the_messages():
             with pytest.raises(ConfigError) as info:  # just past the top of the table's range
                 SamplerConfig(**{name: spec.high * 2 + 1 if spec.kind == "float" else int(spec.high) + 1})
             assert info.value.field == name and spec.interval() in info.value.message, info.value.message
+            needs = {"edit_threshold": 0.5} if name == "edit_post_steps" else {}  # edit-only steps edit with it
             if name != "remask_t_off":  # whose top is ruled out by t_off < t_on <= 1
-                SamplerConfig(**{name: spec.high if not spec.open_high else spec.high / 2})  # the top itself is fine
+                SamplerConfig(**{name: spec.high if not spec.open_high else spec.high / 2}, **needs)  # the top is fine
 
 
 def test_every_widget_value_is_a_valid_config_value():

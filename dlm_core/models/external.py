@@ -16,7 +16,8 @@ Our settings map onto theirs (``SamplerConfig`` -> source): ``gen_length`` -> ``
 ``gen_length``, ``steps`` -> denoising steps *per block* (None: the model's default; any number of blocks, LLaDA 2.x at
 most the block length: ``steps_range``), ``gamma`` ->
 DiffusionGemma's entropy bound when the strategy is ``entropy_bound``, ``temperature``,
-``threshold``, ``block_length`` and ``edit_threshold`` -> LLaDA 2.x's, ``seed`` -> the run's RNG.
+``threshold``, ``block_length``, ``edit_threshold`` and ``edit_post_steps`` (n -> ``max_post_steps`` n - 1;
+None: the pipeline's default) -> LLaDA 2.x's, ``seed`` -> the run's RNG.
 Settings these samplers do not have are refused with ``ConfigError`` naming them (CFG, KV cache,
 ReMDM re-masking, and editing or block length for DiffusionGemma), so a run never silently ignores
 what was asked. The settings actually used are recorded in the trajectory's ``source``.
@@ -347,7 +348,8 @@ class LLaDA2Adapter(ExternalAdapter):
             "temperature": float(config.temperature),
             "threshold": float(config.threshold),
             "editing_threshold": None if config.edit_threshold is None else float(config.edit_threshold),
-            "max_post_steps": self.MAX_POST_STEPS,
+            # our edit_post_steps n = its max_post_steps n - 1 (its loop runs one post step more)
+            "max_post_steps": self.MAX_POST_STEPS if config.edit_post_steps is None else config.edit_post_steps - 1,
             "seed": int(config.seed),
         }
 
