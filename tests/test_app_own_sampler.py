@@ -202,7 +202,7 @@ def test_stop_ends_the_run_within_one_step(local_models, ui, handlers, model):
     adapter = registry.load_model(model)
     session = Session()
     values = settings(model, gen_length=48, steps=8)
-    if model == LLADA2:  # 4 blocks of 8, 4 steps each (steps >= blocks: SamplerConfig's rule for every model)
+    if model == LLADA2:  # 4 blocks of 8, 4 steps each
         values = settings(model, gen_length=32, block_length=8, steps=4)
     with SlowForward(adapter.model) as counter:
         stream = handlers["generate"](session, REQUEST, **values)
@@ -245,6 +245,7 @@ def test_stop_ends_the_run_within_one_step(local_models, ui, handlers, model):
         (GEMMA, {"gen_length": 508}, "gen_length"),  # over the tiny model's 512 positions
         (LLADA2, {"cfg_scale": 2.0}, "cfg_scale"),
         (LLADA2, {"cache": "dual"}, "cache"),
+        (LLADA2, {"steps": 5}, "steps"),  # per block of 4: at most 4
         (GEMMA, {"prompt": "The [MASK] sat"}, "prompt"),
     ],
 )
@@ -254,7 +255,7 @@ def test_settings_the_source_does_not_have_are_refused_naming_the_field(local_mo
     with pytest.raises(gr.Error) as error:
         generate(handlers, session, settings(model, **changes))
     message = error.value.message
-    assert message.startswith(FIELD_LABELS[field] + ":"), message
+    assert message.lower().startswith(FIELD_LABELS[field].lower()), message  # "Steps" names itself: "steps must"
     assert "Traceback" not in message and len(message) > len(FIELD_LABELS[field]) + 10
     assert session.run is None and not bridge_threads()  # refused before any run started
 
@@ -386,4 +387,19 @@ def test_steps_count_per_canvas_for_models_with_their_own_sampler(local_models, 
     trajectory = session.trajectory
     assert trajectory.config["steps"] == 12 and trajectory.source["steps_per_canvas"] == 12
     assert trajectory.steps_per_block == 12 and trajectory.early_stop.block_steps == (12,)
+    session.close()
+
+
+def test_llada2_takes_fewer_steps_per_block_than_it_has_blocks(local_models, handlers):
+    """12 blocks of 4 tokens at 4 steps per block: LLaDA 2.x's steps are per block, so the app runs it
+    as asked (our sampler's rule, at least one step per block in total, is not its rule)."""
+    import warnings
+
+    session = Session()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Steps: ... using N" note
+        generate(handlers, session, settings(LLADA2, gen_length=48, block_length=4, steps=4, edit_threshold=0))
+    trajectory = session.trajectory
+    assert trajectory.config["steps"] == 4 and trajectory.source["steps_per_block"] == 4
+    assert trajectory.steps_per_block == 4 and max(trajectory.early_stop.block_steps) <= 4
     session.close()

@@ -195,6 +195,33 @@ def test_our_adapter_runs_the_diffusers_pipeline(gemma, gemma_folder):
     assert adapter.last_recorder.matched is True and states[-1].done
 
 
+def test_a_draft_accepted_when_its_canvas_finishes_keeps_its_confidence(gemma, gemma_folder):
+    """generate() appends its last draft when a canvas ends; the positions accepted only then are
+    written by a bookkeeping step (no forward) that carries the probability of that draft, so the
+    inspector says how sure the model was ("written at step 7 with 41% confidence"), never "?"."""
+    from dlm_core.viz import RunView, inspector_html
+
+    model, tokenizer = gemma
+    adapter = DiffusionGemmaAdapter(model, tokenizer, gemma_spec(gemma_folder))
+    config = SamplerConfig(gen_length=16, steps=3, seed=3)
+    states = list(denoise(adapter, "hello", config))
+    finishing = [(before, state) for before, state in zip(states[1:], states[2:], strict=False)
+                 if state.nfe == before.nfe and state.committed.size]
+    assert finishing  # canvases of 8 tokens in 3 steps: some drafts are accepted only at the end
+    for before, state in finishing:
+        drafted = before.tokens[state.committed] == state.tokens[state.committed]
+        assert drafted.any()
+        assert np.array_equal(state.prob[state.committed][drafted], before.prob[state.committed][drafted])
+        assert not np.isnan(state.prob[state.committed][drafted]).any()
+    view = RunView.for_model(adapter, "hello", config)
+    for state in states:
+        view.add(state)
+    before, state = finishing[0]
+    position = int(state.committed[before.tokens[state.committed] == state.tokens[state.committed]][0])
+    text = inspector_html(view, view.last_step, position)
+    assert f"written at step {state.step} with {100 * before.prob[position]:.0f}% confidence" in text, text
+
+
 # -- Stop, errors, bad input ------------------------------------------------------------------------------
 
 
@@ -291,6 +318,38 @@ def test_llada2_pipeline_runs_and_records_with_editing(llada2):
     trajectory = TrajectoryBuilder(adapter, "hello world", config).extend(states).build()
     assert trajectory.noise == "mask" and trajectory.source["editing_threshold"] == 0.05
     assert Trajectory.from_json(trajectory.to_json()) == trajectory
+
+
+@pytest.mark.parametrize(("post", "max_post_steps"), [(None, 16), (1, 0), (5, 4)])
+def test_llada2_edit_only_steps_map_to_the_pipelines_max_post_steps(llada2, post, max_post_steps):
+    adapter, _ = llada2
+    config = SamplerConfig(gen_length=8, block_length=4, steps=4, edit_threshold=0.05, edit_post_steps=post)
+    assert adapter.settings(config)["max_post_steps"] == max_post_steps  # None: the pipeline's default
+
+
+def test_llada2_steps_are_per_block_so_fewer_than_blocks_run(llada2):
+    """12 blocks of 4 tokens with 2 steps each: our sampler's rule (at least one step per block, in
+    total) is not LLaDA 2.x's, whose steps are per block in [1, block length]."""
+    adapter, _ = llada2
+    config = SamplerConfig(gen_length=48, block_length=4, steps=2, threshold=0.9, seed=0)
+    states = list(denoise(adapter, "hello world", config))
+    assert adapter.last_recorder.matched is True and states[-1].done
+    trajectory = TrajectoryBuilder(adapter, "hello world", config).extend(states).build()
+    assert trajectory.source["steps_per_block"] == 2 and trajectory.steps_per_block == 2
+    assert max(trajectory.early_stop.block_steps) <= 2  # no editing: a block never takes more
+
+
+@pytest.mark.parametrize(
+    ("changes", "allowed"),
+    [({"block_length": 4, "steps": 5}, "[1, 4]"), ({"gen_length": 40, "steps": 33}, "[1, 32]"),  # default block
+     ({"block_length": 8, "gen_length": 6, "steps": 7}, "[1, 6]")],  # LLaDA2Pipeline: <= gen_length per block
+)
+def test_llada2_steps_beyond_a_block_are_refused_naming_field_and_range(llada2, changes, allowed):
+    adapter, _ = llada2
+    with CountingForward(adapter.model) as counter, pytest.raises(ConfigError) as error:
+        denoise(adapter, "hello world", SamplerConfig(**{"gen_length": 16, **changes}))
+    assert error.value.field == "steps" and f"steps must be an integer in {allowed}" in str(error.value)
+    assert "per block" in str(error.value) and counter.calls == 0
 
 
 # -- the registry entries: offline, memory, remote code, loading a local folder -----------------------------

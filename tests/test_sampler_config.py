@@ -102,7 +102,6 @@ def test_from_dict_rejects_unknown_keys_and_non_dicts():
     ("changes", "field"),
     [
         ({"strategy": "left_to_right", "remask": "cap"}, "remask"),
-        ({"gen_length": 16, "block_length": 4, "steps": 3}, "steps"),  # 4 blocks need >= 4 steps
         ({"strategy": "left_to_right", "gen_length": 16, "steps": 8}, "steps"),
         ({"remask_t_on": 0.3, "remask_t_off": 0.3}, "remask_t_off"),
     ],
@@ -137,6 +136,7 @@ class ExplodingModel(ModelAdapter):
         ("abc", SamplerConfig(gen_length=8, steps=9), ConfigError, "steps"),
         ("abc [MASK:2]", SamplerConfig(gen_length=0, steps=3), ConfigError, "steps"),
         ("abc", SamplerConfig(gen_length=8, block_length=2, steps=4, strategy="threshold"), None, None),
+        ("abc", SamplerConfig(gen_length=16, block_length=4, steps=3), ConfigError, "steps"),  # 4 blocks
         ("abc", SamplerConfig(gen_length=62), PromptError, "gen_length"),
         ("abc", SamplerConfig(gen_length=0), PromptError, "gen_length"),
         ("x" * 70, SamplerConfig(gen_length=1), PromptError, "prompt"),
@@ -206,8 +206,9 @@ def test_every_field_is_in_the_settings_table_with_its_range_in_the_messages():
             with pytest.raises(ConfigError) as info:  # just past the top of the table's range
                 SamplerConfig(**{name: spec.high * 2 + 1 if spec.kind == "float" else int(spec.high) + 1})
             assert info.value.field == name and spec.interval() in info.value.message, info.value.message
+            needs = {"edit_threshold": 0.5} if name == "edit_post_steps" else {}  # edit-only steps edit with it
             if name != "remask_t_off":  # whose top is ruled out by t_off < t_on <= 1
-                SamplerConfig(**{name: spec.high if not spec.open_high else spec.high / 2})  # the top itself is fine
+                SamplerConfig(**{name: spec.high if not spec.open_high else spec.high / 2}, **needs)  # the top is fine
 
 
 def test_every_widget_value_is_a_valid_config_value():
@@ -235,8 +236,13 @@ def test_steps_range_is_one_per_block_to_one_per_slot(slots, block_length, one_p
     assert steps_range(slots, block_length, one_per_step) == expected
 
 
-def test_the_steps_rule_is_the_one_validation_uses():
-    low, _ = steps_range(100, 30)
-    SamplerConfig(gen_length=100, block_length=30, steps=low)
-    with pytest.raises(ConfigError, match=r"number of blocks \(4 = ceil"):
-        SamplerConfig(gen_length=100, block_length=30, steps=low - 1)
+def test_the_steps_rule_is_the_one_denoise_uses():
+    """Our sampler's steps are in total, at least one per block: checked when ``denoise`` starts. The
+    config alone accepts fewer (a model with its own sampler counts steps per block)."""
+    low, high = steps_range(40, 10)
+    assert (low, high) == (4, 40)
+    config = SamplerConfig(gen_length=40, block_length=10, steps=low - 1)
+    with pytest.raises(ConfigError, match=r"steps must be an integer in \[4, 40\] for this prompt") as excinfo:
+        denoise(ExplodingModel(), "abc", config)
+    assert excinfo.value.field == "steps"
+    denoise(ExplodingModel(), "abc", config.replace(steps=low))

@@ -11,13 +11,14 @@
 from __future__ import annotations
 
 import string
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from dlm_core.models.base import CharCodec, ModelAdapter
-from dlm_core.sampler import ConfigError, SamplerConfig, denoise, edit_positions
+from dlm_core.sampler import ConfigError, SamplerConfig, denoise, denoise_batch, edit_positions
 from dlm_core.trajectory import Trajectory, TrajectoryBuilder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -112,8 +113,9 @@ def test_edit_rule_edits_at_exactly_tau_and_never_keeps_the_same_token():
 # -- a whole run against diffusers' LLaDA2Pipeline ------------------------------------------------
 
 
-def llada2_run(adapter, prompt_ids, gen_length, block_length, steps_per_block, tau):
-    """diffusers' LLaDA2Pipeline on the stand-in; the canvas after every step (via our callback)."""
+def llada2_run(adapter, prompt_ids, gen_length, block_length, steps_per_block, tau, threshold=2.0, max_post_steps=16):
+    """diffusers' LLaDA2Pipeline on the stand-in; the canvas after every step (via our callback).
+    ``threshold`` 2.0: never by confidence alone, top-k by the even schedule, as LLaDA's low_confidence."""
     from diffusers import BlockRefinementScheduler, LLaDA2Pipeline
 
     pipe = LLaDA2Pipeline(model=adapter.model, scheduler=BlockRefinementScheduler(), tokenizer=None)
@@ -131,8 +133,9 @@ def llada2_run(adapter, prompt_ids, gen_length, block_length, steps_per_block, t
         num_inference_steps=steps_per_block,
         temperature=0.0,
         sampling_method="greedy",
-        threshold=2.0,  # never by confidence alone: top-k by the even schedule, as LLaDA's low_confidence
+        threshold=threshold,
         editing_threshold=tau,
+        max_post_steps=max_post_steps,
         eos_early_stop=False,
         mask_token_id=adapter.mask_id,
         output_type="seq",
@@ -160,6 +163,73 @@ def test_editing_run_matches_llada2_pipeline_step_for_step(seed, tau):
     assert states[-1].tokens[len(prompt_ids) :].tolist() == sequence
     edits = sum(len(state.edited) for state in states)
     assert edits > 0, "the stand-in must make edits happen, or this test checks nothing"
+
+
+@pytest.mark.parametrize(("seed", "threshold", "tau", "post"), [(0, 0.2, 0.2, 4), (1, 0.3, 0.3, 2), (2, 0.1, 0.15, 1),
+                                                           (3, 0.3, 0.1, 4)])
+def test_edit_only_steps_match_llada2_pipeline_step_for_step(seed, threshold, tau, post):
+    """``edit_post_steps`` = n against LLaDA2Pipeline's ``max_post_steps`` = n - 1 (its loop runs one
+    post step more than the number it is given). Our ``threshold`` strategy with one step per token
+    of a block commits as its scheduler does (above the threshold, at least the even share), so blocks
+    finish early and both run their edit-only steps (diffusers runs them only then: see config)."""
+    adapter = PrefixAdapter(seed)
+    prompt, gen_length, block = "the cat.", 16, 4
+    config = SamplerConfig(gen_length=gen_length, block_length=block, steps=gen_length, strategy="threshold",
+                           threshold=threshold, edit_threshold=tau, edit_post_steps=post)
+    states = list(denoise(adapter, prompt, config))
+    prompt_ids = adapter.encode(prompt)
+    canvases, sequence = llada2_run(adapter, prompt_ids, gen_length, block, block, tau, threshold, post - 1)
+    assert len(states) - 1 == len(canvases)
+    for step, (state, theirs) in enumerate(zip(states[1:], canvases, strict=True), start=1):
+        assert state.tokens[: theirs.shape[0]].tolist() == theirs.tolist(), f"step {step} differs"
+    assert states[-1].tokens[len(prompt_ids) :].tolist() == sequence
+    # an edit-only step: its block had no mask left when it began
+    edit_only = [s for s in states[1:] if not states[s.step - 1].masked[block_slots(s, block, len(prompt_ids))].any()]
+    assert sum(len(s.edited) for s in edit_only) > 0, "edit-only steps must edit, or this test checks nothing"
+    per_block = [sum(1 for s in edit_only if s.block == b) for b in range(gen_length // block)]
+    assert all(1 <= n <= post for n in per_block), per_block
+    assert max(s.nfe for s in states) == len(states) - 1  # every edit-only step is one forward pass
+
+
+def block_slots(state, block, prompt_length):
+    start = prompt_length + state.block * block
+    return slice(start, start + block)
+
+
+def test_edit_only_steps_off_is_the_run_it_was_and_batches_agree():
+    """Without ``edit_post_steps`` nothing changes; with it, a batch whose rows finish their blocks at
+    different steps (one row editing while the other still denoises) equals its rows run alone."""
+    adapter = PrefixAdapter(1)
+    base = SamplerConfig(gen_length=12, block_length=4, steps=12, strategy="threshold", threshold=0.5,
+                         edit_threshold=0.2)
+    plain = list(denoise(adapter, "the cat.", base))
+    with_post = list(denoise(adapter, "the cat.", base.replace(edit_post_steps=3)))
+    assert len(with_post) > len(plain)
+    config = base.replace(edit_post_steps=3)
+    prompts = ["the cat.", "xyz 9 ab"]  # as long as each other: no padding, so a row is bit-identical alone
+    alone = [list(denoise(adapter, p, config)) for p in prompts]
+
+    def edit_only(states, step):  # its block had no mask left when the step began
+        return step < len(states) and not states[step - 1].masked[block_slots(states[step], 4, 8)].any()
+
+    mixed = [t for t in range(1, min(map(len, alone))) if edit_only(alone[0], t) != edit_only(alone[1], t)]
+    assert mixed, "one row must edit while the other denoises in some step, or this test checks less"
+    batched = [[replace(s, elapsed=0.0) for s in batch] for batch in denoise_batch(adapter, prompts, config)]
+    for row, states in enumerate(alone):
+        states = [replace(s, elapsed=0.0) for s in states]  # all but wall time
+        assert [batch[row] for batch in batched[: len(states)]] == states, row
+        assert all(batch[row] == states[-1] for batch in batched[len(states) :])
+
+
+@pytest.mark.parametrize(("changes", "allowed"), [({"edit_post_steps": 0}, "[1, 64]"), ({"edit_post_steps": 65}, "[1, 64]"),
+                                                  ({"edit_post_steps": 2.5}, "[1, 64]")])
+def test_edit_post_steps_out_of_range_names_the_field(changes, allowed):
+    with pytest.raises(ConfigError) as error:
+        SamplerConfig(edit_threshold=0.5, **changes)
+    assert error.value.field == "edit_post_steps" and allowed in str(error.value)
+    with pytest.raises(ConfigError, match="edit_threshold") as error:
+        SamplerConfig(edit_post_steps=4)  # edit-only steps without editing
+    assert error.value.field == "edit_post_steps"
 
 
 def test_edits_are_recorded_with_the_old_token_and_survive_json():

@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from transformers import TextDiffusionStreamer
 
 from dlm_core.models.bridge import DraftRecorder, StepRecorder
@@ -115,3 +116,24 @@ def test_placeholders_are_refused_with_a_clear_message(tiny_model):
     with pytest.raises(ValueError, match="placeholders"):
         generate(tiny_model, "The [MASK:3] sat", SamplerConfig(gen_length=4, steps=4),
                  streamer=TextDiffusionStreamer(tiny_model.codec))
+
+
+def test_a_transformers_tokenizer_codec_works_as_the_streamers_tokenizer(capsys):
+    """The built-in models' ``HFCodec`` decodes one id too, as ``TextStreamer`` asks after a newline
+    (``decode(token_cache[-1])``), so ``TextDiffusionStreamer(model.codec)`` works for them, not only
+    for the character codec of the tiny model."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from dlm_core.models.base import HFCodec
+
+    codec = HFCodec(AutoTokenizer.from_pretrained(Path(__file__).resolve().parents[1] / "assets" / "canvas-diffusion"))
+    ids = codec.encode("ROMEO:\nWell, sir")
+    assert codec.decode(ids[0]) == codec.decode([ids[0]]) == codec.token_text(ids[0])
+    streamer = TextDiffusionStreamer(codec)
+    streamer.put(torch.tensor([ids]))  # the newline makes it decode a single id
+    streamer.put_draft(torch.tensor([ids[:3]]))
+    streamer.end()
+    shown, drafts = printed(capsys.readouterr().out)
+    assert shown == "ROMEO:\nWell, sir\n" and drafts == [codec.decode(ids[:3])]

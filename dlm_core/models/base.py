@@ -46,8 +46,10 @@ class HFCodec:
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
-    def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    def decode(self, ids: list[int] | int, **_: object) -> str:
+        """The text of ``ids`` (or of one id: transformers' streamers decode single tokens too)."""
+        ids = [ids] if not hasattr(ids, "__iter__") else ids
+        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def token_text(self, token_id: int) -> str:
         token_id = int(token_id)

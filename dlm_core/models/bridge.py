@@ -123,6 +123,10 @@ class StepRecorder:
         self.states: list[StepState] = []
         self.matched: bool | None = None  # set by ``reconcile``: did the recording end as the source did?
         self.block_steps: list[int] = []  # model steps spent per block
+        # Per position, the last probability a step read there and the token it is the probability
+        # of: a bookkeeping step (no forward) that writes that token carries it (``record``).
+        self.last_prob = np.full(self.length, np.nan)
+        self.last_prob_token = np.full(self.length, -1, dtype=np.int64)
         self._emit(self._state(step=0, block=0))
 
     def _state(self, **readings) -> StepState:
@@ -157,6 +161,7 @@ class StepRecorder:
         topk_ids: np.ndarray | None = None,
         topk_probs: np.ndarray | None = None,
         edited: np.ndarray | None = None,
+        prob_of: np.ndarray | None = None,
         forward: bool = True,
     ) -> StepState:
         """One step at the block ``[offset, offset + len(tokens))`` (positions past the canvas are
@@ -166,8 +171,11 @@ class StepRecorder:
         committed after the step; draft: what a not-accepted position shows in a uniform-state run
         (default: ``tokens``); edited (bool): positions the source says it rewrote (default:
         accepted before and now, with a different token). prob / entropy / top-k: readings per block
-        position. ``forward``: the step ran the model (counts one NFE); False for a bookkeeping step
-        such as an early stop that commits the drafts.
+        position; ``prob_of``: the tokens ``prob`` is the probability of (default: ``draft``).
+        ``forward``: the step ran the model (counts one NFE); False for a bookkeeping step such as an
+        early stop that commits the drafts, or a finished canvas. Such a step carries, at each
+        position, the last probability read there if it shows the token that probability was for (a
+        draft accepted when its canvas finishes keeps its confidence), else NaN.
         """
         width = min(len(tokens), self.length - offset)
         positions = np.arange(offset, offset + width)
@@ -182,6 +190,13 @@ class StepRecorder:
         was_masked = self.masked[positions].copy()
         old = self.tokens[positions].copy()
         shown = np.where(accepted, tokens, draft if self.uniform else self.mask_id)
+        if prob is not None:
+            prob = cut(prob)
+            self.last_prob[positions] = prob
+            self.last_prob_token[positions] = draft if prob_of is None else cut(prob_of).astype(np.int64)
+        elif not forward:  # a bookkeeping step: a written token keeps the probability it was drafted with
+            carried = (shown == self.last_prob_token[positions]) & (accepted | self.uniform)
+            prob = np.where(carried, self.last_prob[positions], np.nan) if carried.any() else None
         committed = positions[was_masked & accepted]
         renoised = positions[~was_masked & ~accepted]
         if edited is None:
@@ -199,8 +214,8 @@ class StepRecorder:
         readings = {
             "window": positions,
             "scored": was_masked,
-            "prob": cut(prob),
-            "confidence": confidence if confidence is not None else cut(prob),
+            "prob": prob,
+            "confidence": confidence if confidence is not None or not forward else prob,
             "proposal": draft,
         }
         if self.record_topk and topk_ids is not None:
@@ -480,6 +495,7 @@ class PipelineRecorder:
             block, offset, tokens, accepted,
             draft=np.where(active, sampled, tokens),
             prob=kwargs["sampled_probs"][0].float().cpu().numpy(),
+            prob_of=sampled,
             edited=kwargs["editing_transfer_index"][0].cpu().numpy(),
         )
 

@@ -13,9 +13,11 @@ so their adapters run that loop and record it instead: ``run_states(prompt, conf
   the repository's remote-code model (allow-listed and pinned).
 
 Our settings map onto theirs (``SamplerConfig`` -> source): ``gen_length`` -> ``max_new_tokens`` /
-``gen_length``, ``steps`` -> denoising steps *per block* (None: the model's default), ``gamma`` ->
+``gen_length``, ``steps`` -> denoising steps *per block* (None: the model's default; any number of blocks, LLaDA 2.x at
+most the block length: ``steps_range``), ``gamma`` ->
 DiffusionGemma's entropy bound when the strategy is ``entropy_bound``, ``temperature``,
-``threshold``, ``block_length`` and ``edit_threshold`` -> LLaDA 2.x's, ``seed`` -> the run's RNG.
+``threshold``, ``block_length``, ``edit_threshold`` and ``edit_post_steps`` (n -> ``max_post_steps`` n - 1;
+None: the pipeline's default) -> LLaDA 2.x's, ``seed`` -> the run's RNG.
 Settings these samplers do not have are refused with ``ConfigError`` naming them (CFG, KV cache,
 ReMDM re-masking, and editing or block length for DiffusionGemma), so a run never silently ignores
 what was asked. The settings actually used are recorded in the trajectory's ``source``.
@@ -73,6 +75,22 @@ class ExternalAdapter(ModelAdapter):
             raise ExternalConfigError("cache", f"cache must be None for {self.name} (its sampler keeps its own cache)")
         if config.remask is not None:
             raise ExternalConfigError("remask", f"remask must be None for {self.name} (ReMDM is our sampler's)")
+        allowed = self.steps_range(config)
+        if config.steps is not None and allowed is not None and not allowed[0] <= config.steps <= allowed[1]:
+            raise ExternalConfigError(
+                "steps",
+                f"steps must be an integer in [{allowed[0]}, {allowed[1]}] or None for {self.name}, whose steps "
+                f"are per block ({self.steps_why(config)}), got {config.steps}",
+            )
+
+    def steps_range(self, config) -> tuple[int, int] | None:
+        """The steps *per block* (canvas) this model's sampler can take, where narrower than the
+        ``steps`` setting's own range (None: any it allows). Any number of blocks runs with any of
+        them: our sampler's rule, at least one step per block in total, is not theirs."""
+        return None
+
+    def steps_why(self, config) -> str:
+        return ""
 
     def prompt_ids(self, prompt: str) -> list[int]:
         if not isinstance(prompt, str) or not prompt.strip():
@@ -309,17 +327,29 @@ class LLaDA2Adapter(ExternalAdapter):
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.block_length_default = 32
 
+    def steps_range(self, config) -> tuple[int, int]:
+        """[1, block length]: the scheduler commits at least block_length / steps tokens per step, so a
+        block never needs more; and LLaDA2Pipeline takes at most gen_length steps per block."""
+        block = int(config.block_length or self.block_length_default)
+        return 1, max(min(block, config.gen_length), 1)
+
+    def steps_why(self, config) -> str:
+        block = int(config.block_length or self.block_length_default)
+        why = f"at most one per token of a block of {block}"
+        return why + (f" and of gen_length {config.gen_length}" if config.gen_length < block else "")
+
     def settings(self, config) -> dict[str, Any]:
         block = int(config.block_length or self.block_length_default)
         return {
             "engine": self.engine,
             "scheduler": "BlockRefinementScheduler",
             "block_length": block,
-            "steps_per_block": int(config.steps or block),
+            "steps_per_block": int(config.steps or self.steps_range(config)[1]),
             "temperature": float(config.temperature),
             "threshold": float(config.threshold),
             "editing_threshold": None if config.edit_threshold is None else float(config.edit_threshold),
-            "max_post_steps": self.MAX_POST_STEPS,
+            # our edit_post_steps n = its max_post_steps n - 1 (its loop runs one post step more)
+            "max_post_steps": self.MAX_POST_STEPS if config.edit_post_steps is None else config.edit_post_steps - 1,
             "seed": int(config.seed),
         }
 

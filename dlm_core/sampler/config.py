@@ -36,6 +36,7 @@ MAX_TEMPERATURE = 10.0
 MAX_FACTOR = 100.0
 MAX_GAMMA = 1000.0
 MAX_CFG_SCALE = 100.0
+MAX_EDIT_POST_STEPS = 64
 REMASK_MODES = ("cap", "rescale", "confidence")
 CACHE_MODES = ("prefix", "dual")
 
@@ -121,7 +122,9 @@ class SamplerConfig:
         gen_length: masks appended after the prompt, in [0, 2048]. May be 0 when the prompt has
             ``[MASK]`` placeholders (pure infilling); generation slots = placeholders + appended.
         steps: model steps (forward evaluations, 2 under CFG). None = one step per generation slot.
-            Must lie in [number of blocks, number of slots]; checked when the prompt is known.
+            Must lie in [number of blocks, number of slots]; checked when the prompt is known. For a
+            model that runs its own sampler (DiffusionGemma, LLaDA 2.x) steps are *per block* (canvas)
+            and its adapter checks their range (``ExternalAdapter.steps_range``).
             ``left_to_right`` needs exactly one step per slot. ``threshold``, ``factor``,
             ``entropy_bound`` and ``origin`` are adaptive: ``steps`` is their budget (upper bound).
         block_length: semi-autoregressive block size in slots (LLaDA). None = one block.
@@ -153,6 +156,12 @@ class SamplerConfig:
         edit_threshold: tau in (0, 1] or None (off). At every step a token written earlier in the
             active block is replaced by the model's top candidate there when that candidate is a
             different token with probability >= tau (``loop.edit_positions``). Diffusion models only.
+        edit_post_steps: None (off) or n in [1, 64]: after a block's last mask is written, up to n more
+            steps that only edit (no commits); a block ends at the first that edits nothing
+            (LLaDA 2.1's post-mask editing; diffusers' ``max_post_steps`` = n - 1). Needs edit_threshold.
+            One difference: diffusers' ``LLaDA2Pipeline`` skips them when a block's last mask is written
+            at its last budgeted step; ours always take them (``tests/test_sampler_editing.py`` checks
+            runs where both do, step for step).
     Recording
         record_topk: also record the 5 most likely tokens and their probabilities per position.
     """
@@ -226,6 +235,10 @@ class SamplerConfig:
         widget=Widget("Let the model rewrite a token it already wrote when it is now at least this sure of a "
                       "different one (LLaDA 2.1 editing; 0 = off). Unlike re-masking, the token is replaced "
                       "directly.", 0, 1, 0.05, 0.0, off=0.0)))
+    edit_post_steps: int | None = setting(None, Setting(
+        "Edit-only steps", "LLaDA 2.1: after a block's last mask is written, up to this many more steps that "
+        "only edit written tokens (the block ends at the first that edits nothing); needs edit_threshold, "
+        "in [1, 64] (none = off)", "int", 1, MAX_EDIT_POST_STEPS, optional=True))
     cfg_scale: float = setting(0.0, Setting(
         "Guidance (CFG)", "classifier-free guidance scale (0 = off; costs 2 NFE per step)", "float", 0.0, MAX_CFG_SCALE,
         widget=Widget("> 0 makes the text follow the prompt more closely; costs 2 model calls per step.", 0, 5, 0.1, 0.0)))
@@ -269,19 +282,20 @@ class SamplerConfig:
                 "edit_threshold",
                 f"edit_threshold must be None with strategy {self.strategy} (it commits in a fixed order)",
             )
+        if self.edit_post_steps is not None and self.edit_threshold is None:
+            raise ConfigError(
+                "edit_post_steps",
+                f"edit_post_steps must be None when edit_threshold is None (edit-only steps edit with it), "
+                f"got {self.edit_post_steps}",
+            )
         if self.remask is not None and not spec.allows_remask:
             raise ConfigError(
                 "remask", f"remask must be None with strategy {self.strategy} (it commits in a fixed order)"
             )
+        # What ``steps`` counts depends on the model: our sampler's steps are in total (at least one
+        # per block, checked against the prompt's slots when ``denoise`` starts); a model with its own
+        # sampler counts them per block (its adapter checks its range). So no blocks rule here.
         if self.steps is not None and self.gen_length > 0:
-            # Placeholders only add slots, so the appended region alone gives lower bounds.
-            blocks = steps_range(self.gen_length, self.block_length)[0]
-            if self.steps < blocks:
-                raise ConfigError(
-                    "steps",
-                    f"steps must be >= the number of blocks ({blocks} = ceil(gen_length / block_length)), "
-                    f"got {self.steps}",
-                )
             if spec.one_per_step and self.steps < self.gen_length:
                 raise ConfigError(
                     "steps",

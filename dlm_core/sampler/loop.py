@@ -24,7 +24,10 @@ One step (LLaDA's Algorithm 5 generalised; all tensors batched over rows, no per
    candidate is a different token with probability >= tau (``edit_positions``). It reads the step's
    logits only and draws nothing, so runs without editing are untouched and the draw order below
    holds with editing too.
-7. The block is done when it has no mask left; the next block starts at the next step.
+7. The block is done when it has no mask left; the next block starts at the next step. With
+   ``config.edit_post_steps`` = n, a finished block first takes up to n edit-only steps (LLaDA 2.1's
+   post-mask editing, ``_edit_only_step``): one forward pass each, token editing over the block's
+   written tokens, no commits and no draws; the block ends at the first that edits nothing.
 
 RNG: one private ``torch.Generator`` on the model's device, seeded with ``config.seed`` (the global
 RNG is never touched). Draw order per step, for the b rows decoded at that step and W = the widest
@@ -39,6 +42,7 @@ later forward passes (its NFE stops); ``denoise_batch`` then repeats its final s
 
 Steps: ``steps`` (None = one per slot) is split over blocks as ``schedule.allocate_steps`` says.
 Fixed-count strategies run exactly ``steps`` steps; ``threshold``, ``factor`` and ``origin`` at most.
+Edit-only steps (``edit_post_steps``) come on top of ``steps``, one NFE each.
 """
 
 from __future__ import annotations
@@ -238,6 +242,7 @@ class _Run:
         self.block_steps = block_steps.to(device)
         self.block = torch.zeros(rows, dtype=torch.long, device=device)
         self.step_in_block = torch.zeros(rows, dtype=torch.long, device=device)
+        self.post_left = torch.zeros(rows, dtype=torch.long, device=device)  # edit-only steps left in the block
         self.commit_prob = torch.ones((rows, width), dtype=torch.float64, device=device)
         self.nfe = [0] * rows
         self.fixed_np = [self.fixed[row, :n].cpu().numpy().copy() for row, n in enumerate(self.lengths)]
@@ -260,12 +265,17 @@ class _Run:
         current = [self._initial_state(row) for row in range(len(self.encoded))]
         yield list(current)
         step = 0
-        while bool(self.masked.any()):
+        while self._unfinished():
             step += 1
-            result = self._advance(step)
-            for row, state in self._states_after(step, time.perf_counter() - start, result).items():
-                current[row] = state
+            for result in self._advance(step):
+                for row, state in self._states_after(step, time.perf_counter() - start, result).items():
+                    current[row] = state
             yield list(current)
+
+    def _unfinished(self) -> bool:
+        if bool(self.masked.any()):
+            return True
+        return self.config.edit_post_steps is not None and bool(self.post_left.any())
 
     def _state(self, row: int, tokens: np.ndarray, masked: np.ndarray, **readings) -> StepState:
         return step_state(
@@ -288,10 +298,24 @@ class _Run:
     # -- one step: window, forward, propose, choose, re-mask, apply, advance blocks ------------------
 
     @torch.inference_mode()
-    def _advance(self, step: int) -> _StepResult:
-        """One model step for every row that still has masks (RNG draws (a), (b), (c) in that order)."""
+    def _advance(self, step: int) -> list[_StepResult]:
+        """One model step for every row that still has masks or edit-only steps: one forward pass, then
+        the rows with masks take the denoising sub-steps and the others an edit-only step."""
         window = self._window()
         logits = self._forward(window, step)
+        post = None if self.config.edit_post_steps is None else self.post_left[window.rows] > 0
+        if post is None or not bool(post.any()):
+            return [self._denoise_step(window, logits)]
+        results = []
+        if not bool(post.all()):
+            denoising = window.select(~post)
+            results.append(self._denoise_step(denoising, logits[~post][:, : denoising.positions.shape[1]]))
+        editing = window.select(post)
+        results.append(self._edit_only_step(editing, logits[post][:, : editing.positions.shape[1]]))
+        return results
+
+    def _denoise_step(self, window: _Window, logits: torch.Tensor) -> _StepResult:
+        """The denoising sub-steps of rows with masks left (RNG draws (a), (b), (c) in that order)."""
         candidates = self.masked[window.rows].gather(1, window.positions) & window.in_block
         proposal = self._propose(logits, candidates)  # draw (a)
         selection = self._choose(window, proposal, candidates)  # draw (b)
@@ -303,8 +327,12 @@ class _Run:
         return _StepResult(window, proposal, candidates, transfer, remask, selection.confidence, prob, edit)
 
     def _window(self) -> _Window:
-        """The rows with masks left and each one's active block, as positions in reading order."""
-        rows = self.masked.any(1).nonzero().squeeze(1)
+        """The rows with masks left (or edit-only steps) and each one's active block, as positions in
+        reading order."""
+        unfinished = self.masked.any(1)
+        if self.config.edit_post_steps is not None:
+            unfinished |= self.post_left > 0
+        rows = unfinished.nonzero().squeeze(1)
         block = self.block[rows]
 
         def of_block(table: torch.Tensor) -> torch.Tensor:
@@ -436,12 +464,38 @@ class _Run:
         if bool(((left > 0) & (window.step_in_block + 1 >= window.steps)).any()):
             raise RuntimeError(f"internal error: a block overran its {window.steps.tolist()} step budget")
         finished = left == 0
+        if self.config.edit_post_steps is not None:  # a finished block first takes its edit-only steps
+            self.post_left[window.rows] = torch.where(finished, self.config.edit_post_steps, 0)
+            finished = torch.zeros_like(finished)
         self.block[window.rows] = window.block + finished.long()
         self.step_in_block[window.rows] = torch.where(
-            finished, torch.zeros_like(window.step_in_block), window.step_in_block + 1
+            left == 0, torch.zeros_like(window.step_in_block), window.step_in_block + 1
         )
         for row in window.rows.tolist():
             self.nfe[row] += self.forward.cost
+
+    def _edit_only_step(self, window: _Window, logits: torch.Tensor) -> _StepResult:
+        """An edit-only step (LLaDA 2.1's post-mask editing) for rows whose block has no mask left:
+        token editing over the block's written tokens (``edit_positions``, no draws), nothing
+        committed. The block ends after a step that edits nothing or spends its last edit-only step.
+        Reference: diffusers' ``LLaDA2Pipeline`` loop after a block's last mask (``max_post_steps``)."""
+        model_probs = logits.softmax(-1)
+        current = self.x[window.rows].gather(1, window.positions)
+        editable = window.in_block & ~self.fixed[window.rows].gather(1, window.positions)
+        where, new, top_prob = edit_positions(model_probs, current, editable, self.config.edit_threshold)
+        prob = model_probs.gather(-1, current.unsqueeze(-1)).squeeze(-1)  # of the token each slot held
+        edit = _Edit(where, current, new, top_prob)
+        self._rewrite(window, edit)
+        left = self.post_left[window.rows] - 1
+        done = (left <= 0) | ~where.any(1)
+        self.post_left[window.rows] = torch.where(done, torch.zeros_like(left), left)
+        self.block[window.rows] = window.block + done.long()
+        for row in window.rows.tolist():
+            self.nfe[row] += self.forward.cost
+        topk = model_probs.topk(min(TOPK, model_probs.shape[-1]), dim=-1) if self.config.record_topk else None
+        nothing = torch.zeros_like(where)
+        proposal = _Proposal(logits, model_probs, model_probs, current, topk)
+        return _StepResult(window, proposal, nothing, nothing, nothing, torch.full_like(prob, math.nan), prob, edit)
 
     def _states_after(self, step: int, elapsed: float, result: _StepResult) -> dict[int, StepState]:
         """The new ``StepState`` of every row the step decoded (one device-to-host copy per tensor)."""
@@ -494,6 +548,19 @@ class _Window:
     positions: torch.Tensor  # b x W: canvas positions of the block's slots, reading order
     in_block: torch.Tensor  # b x W bool: False past a narrower block's end
 
+    def select(self, keep: torch.Tensor) -> _Window:
+        """The rows where ``keep`` (b bool), W cut to the widest of their blocks."""
+        width = int(self.size[keep].max())
+        return _Window(
+            rows=self.rows[keep],
+            block=self.block[keep],
+            size=self.size[keep],
+            steps=self.steps[keep],
+            step_in_block=self.step_in_block[keep],
+            positions=self.positions[keep][:, :width],
+            in_block=self.in_block[keep][:, :width],
+        )
+
 
 @dataclass
 class _Proposal:
@@ -542,9 +609,8 @@ def edit_positions(
     where ``sampled_probs > editing_threshold`` and the sampled token differs; at temperature 0 the
     sampled token is the argmax, so the two rules agree except when p_max equals tau exactly (ours
     edits, theirs does not; tests/test_sampler_editing.py checks both on the same logits). Our
-    simplifications: the candidate is always the argmax (diffusers samples it at temperature > 0),
-    and edits happen only during the block's own steps (LLaDA2Pipeline also runs up to
-    ``max_post_steps`` extra edit-only steps after a block's last mask is filled).
+    simplifications: the candidate is always the argmax (diffusers samples it at temperature > 0).
+    Edit-only steps after a block's last mask: ``SamplerConfig.edit_post_steps``.
     """
     top_prob, top = model_probs.max(-1)
     return editable & (top != tokens) & (top_prob >= tau), top, top_prob
