@@ -219,7 +219,7 @@ def test_a_draft_accepted_when_its_canvas_finishes_keeps_its_confidence(gemma, g
     before, state = finishing[0]
     position = int(state.committed[before.tokens[state.committed] == state.tokens[state.committed]][0])
     text = inspector_html(view, view.last_step, position)
-    assert f"written at step {state.step} with {100 * before.prob[position]:.0f}% confidence" in text, text
+    assert f"written at step {state.step}, when the model was {100 * before.prob[position]:.0f}% sure of it" in text, text
 
 
 # -- Stop, errors, bad input ------------------------------------------------------------------------------
