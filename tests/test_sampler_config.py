@@ -224,7 +224,8 @@ def test_every_widget_value_is_a_valid_config_value():
         for value in (widget.low, widget.high, widget.value):
             if value is None or value == widget.off or (name, value) in (("remask_t_on", 0), ("remask_t_off", 1)):
                 continue  # these ends leave no t with t_off < t <= t_on: a cross-field error, reported as such
-            SamplerConfig(**{name: int(value) if spec.kind == "int" else float(value)})
+            partner = {"edit_threshold": 0.9} if name == "edit_post_steps" else {}  # edit-only steps edit with it
+            SamplerConfig(**{name: int(value) if spec.kind == "int" else float(value)}, **partner)
 
 
 @pytest.mark.parametrize(

@@ -189,7 +189,7 @@ def create_ui() -> CanvasUI:
             )
         c["strategy_box"] = strategy_box
         with gr.Accordion("Revision: re-masking (ReMDM) and token editing", open=False) as remask_box:
-            for name in ("remask", "eta", "remask_t_on", "remask_t_off", "edit_threshold"):
+            for name in ("remask", "eta", "remask_t_on", "remask_t_off", "edit_threshold", "edit_post_steps"):
                 c[name] = setting_widget(name, value=first_example[name])
         c["remask_box"] = remask_box
         with gr.Accordion("Guidance and speed", open=False) as cfg_box:

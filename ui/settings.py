@@ -152,6 +152,7 @@ def build_config(
     if spec is not None and not spec.allows_remask:
         config["remask"] = None
         config["edit_threshold"] = None
+        config["edit_post_steps"] = None
     if model_kind == "autoregressive":
         config.update(cfg_scale=0.0, cache=None)  # an AR model always decodes with its exact KV cache
     return SamplerConfig(**config, record_topk=True), note

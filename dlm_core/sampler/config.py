@@ -238,7 +238,9 @@ class SamplerConfig:
     edit_post_steps: int | None = setting(None, Setting(
         "Edit-only steps", "LLaDA 2.1: after a block's last mask is written, up to this many more steps that "
         "only edit written tokens (the block ends at the first that edits nothing); needs edit_threshold, "
-        "in [1, 64] (none = off)", "int", 1, MAX_EDIT_POST_STEPS, optional=True))
+        "in [1, 64] (none = off)", "int", 1, MAX_EDIT_POST_STEPS, optional=True,
+        widget=Widget("After a block is written, let the model keep editing it for up to this many extra steps "
+                      "(LLaDA 2.1; needs token editing; 0 = off).", 0, MAX_EDIT_POST_STEPS, 1, 0, off=0)))
     cfg_scale: float = setting(0.0, Setting(
         "Guidance (CFG)", "classifier-free guidance scale (0 = off; costs 2 NFE per step)", "float", 0.0, MAX_CFG_SCALE,
         widget=Widget("> 0 makes the text follow the prompt more closely; costs 2 model calls per step.", 0, 5, 0.1, 0.0)))
