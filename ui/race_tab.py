@@ -316,7 +316,7 @@ def lane_heatmap(view: RunView, key: bool = True) -> dict:
     """A lane's heatmap, small enough for one screen; ``key``: with its colour key (five narrow lanes
     share the last lane's key, so each heatmap keeps its width for the cells)."""
     figure = heatmap_dict(view, height=LANE_HEATMAP_HEIGHT)
-    if not key:
+    if not key and figure["data"]:
         figure["data"][0]["showscale"] = False
         figure["layout"]["showlegend"] = False
     return figure
