@@ -351,7 +351,10 @@ def test_race_lanes_and_heatmaps_fit_1440x900_and_the_settings_panel_steps_aside
     page.get_by_role("tab", name="Race").click()
     page.wait_for_selector("#dc-race-go", state="visible", timeout=TIMEOUT)
     page.wait_for_selector("#dc-settings", state="detached", timeout=TIMEOUT)
-    assert page.evaluate(BOX, "#dc-race-go")["left"] < settings_right - 100, "the Race tab keeps the panel's space"
+    try:  # the page slides left (a 0.3 s transition) over the space the panel held
+        page.wait_for_function(f"() => ({BOX})('#dc-race-go').left < {settings_right} - 100", timeout=5000)
+    except Exception as error:
+        raise AssertionError(f"the Race tab keeps the settings panel's space: {page.evaluate(BOX, '#dc-race-go')}") from error
     page.click("#dc-race-go")
     for lane in range(2):
         page.wait_for_selector(f"#dc-race-heat-{lane} .js-plotly-plot .heatmaplayer image", state="attached",
