@@ -256,7 +256,7 @@ def lane_verdict(setup: RaceSetup, snapshot: list[LaneState], index: int, ar_ste
     if not (cost.forwards and cost.tokens):
         return WAITING_HTML
     verdict = speed.break_even(cost.model_ms_per_forward, ar_step_ms, cost.tokens_per_forward)
-    return break_even_html(verdict, forwards=cost.forwards, ar_label="an AR twin step (timed alone)")
+    return break_even_html(verdict, forwards=cost.forwards, ar_label="an AR twin step (timed on its own)")
 
 
 def lane_projection(setup: RaceSetup, snapshot: list[LaneState], ar_step_ms: float | None) -> tuple[str, dict | None]:
