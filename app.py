@@ -27,6 +27,16 @@ def on_unload(request: gr.Request) -> None:
     close_tab(getattr(request, "session_hash", "") or "")
 
 
+def settings_shown(shown: bool):
+    """The event that shows (Canvas tab) or hides (Race, How it works) the settings panel: hidden, it
+    leaves no empty column; shown again, it is open or closed as the user left it."""
+
+    def update() -> dict[str, Any]:
+        return gr.update(visible=shown)
+
+    return update
+
+
 def build_demo() -> gr.Blocks:
     """The app (importable without launching; HF Spaces runs ``python app.py``)."""
     hosting.install()  # Spaces / ZeroGPU rules for hub models, before any model is loaded
@@ -39,14 +49,18 @@ def build_demo() -> gr.Blocks:
             elem_id="dc-title",
         )
         with gr.Tabs():
-            with gr.Tab("Canvas", id="canvas"), gr.Column(elem_id="dc-root"):
+            with gr.Tab("Canvas", id="canvas") as canvas_page, gr.Column(elem_id="dc-root"):
                 canvas = canvas_tab.create_ui()
-            with gr.Tab("Race", id="race"):
+            with gr.Tab("Race", id="race", elem_id="dc-race-tab") as race_page:
                 race = race_tab.create_ui()
-            with gr.Tab("How it works", id="how"):
+            with gr.Tab("How it works", id="how") as how_page:
                 how_tab.create_ui()
         canvas_tab.create_events(canvas, state)
         race_tab.create_events(race)
+        # The settings panel belongs to the Canvas tab: the other tabs take the full width.
+        for page, shown in ((canvas_page, True), (race_page, False), (how_page, False)):
+            page.select(settings_shown(shown), None, canvas.settings, queue=False, show_progress="hidden",
+                        api_visibility="private")
         demo.unload(on_unload)
         demo.load(None, None, None, js=canvas_tab.NARROW_SCREEN_JS)
     # The queue: at most 64 waiting events (then "queue full" instead of unbounded waiting), and a

@@ -314,6 +314,71 @@ def test_projector_mode_at_1280x720_has_no_inner_scrolling(browser, url):
     page.close()
 
 
+def test_projector_mode_at_1920x1080_fits_without_inner_scrolling(browser, url):
+    """Issue 13 item 1/10: in projector mode on a 1920 x 1080 screen the canvas has no inner scrollbar,
+    its text is projector-sized, and the heatmap (projector-sized text) is on the screen beside it."""
+    page, _ = open_page(browser, url, width=1920, height=1080)
+    run_first_example(page)
+    page.locator("#dc-projector input[type=checkbox]").check()
+    page.wait_for_function(
+        "() => { const t = document.querySelector('#dc-heatmap .xtick text');"
+        " return document.querySelector('#dc-root').classList.contains('dc-projector')"
+        " && t && parseFloat(t.style.fontSize) >= 18 && !document.querySelector('#dc-settings.open'); }",
+        timeout=TIMEOUT,
+    )
+    page.evaluate("() => window.scrollTo(0, 0)")
+    time.sleep(0.8)  # plotly re-fits its width after the panel closed
+    text = page.evaluate(
+        "() => { const t = document.querySelector('#dc-canvas .dc-text');"
+        " return {scroll: t.scrollHeight, client: t.clientHeight, font: parseFloat(getComputedStyle(t).fontSize)}; }"
+    )
+    assert text["scroll"] <= text["client"] + 1, f"the canvas scrolls inside its box in projector mode: {text}"
+    assert text["font"] >= 24, text  # 1.75vw of 1920 px: screen-scaled projector text
+    for name, selector in (("canvas", "#dc-canvas .dc-canvas"), ("heatmap", "#dc-heatmap .js-plotly-plot")):
+        box = page.evaluate(BOX, selector)
+        assert box["top"] >= 0 and box["bottom"] <= 1080 and box["left"] >= 0 and box["right"] <= 1920, (name, box)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "layout-projector-1920x1080.png"))
+    page.close()
+
+
+def test_race_lanes_and_heatmaps_fit_1440x900_and_the_settings_panel_steps_aside(browser, url):
+    """Issue 13 item 1/10: after a race at 1440 x 900, without scrolling, both lanes' canvases and
+    heatmaps are inside the viewport (each canvas still shows several lines); the Canvas tab's
+    settings panel leaves the Race tab its full width and is back when the Canvas tab is."""
+    page, dialogs = open_page(browser, url, width=1440, height=900)
+    settings_right = page.evaluate(BOX, "#dc-settings")["right"]
+    page.get_by_role("tab", name="Race").click()
+    page.wait_for_selector("#dc-race-go", state="visible", timeout=TIMEOUT)
+    page.wait_for_selector("#dc-settings", state="detached", timeout=TIMEOUT)
+    try:  # the page slides left (a 0.3 s transition) over the space the panel held
+        page.wait_for_function(f"() => ({BOX})('#dc-race-go').left < {settings_right} - 100", timeout=5000)
+    except Exception as error:
+        raise AssertionError(f"the Race tab keeps the settings panel's space: {page.evaluate(BOX, '#dc-race-go')}") from error
+    page.click("#dc-race-go")
+    for lane in range(2):
+        page.wait_for_selector(f"#dc-race-heat-{lane} .js-plotly-plot .heatmaplayer image", state="attached",
+                               timeout=TIMEOUT)
+    page.evaluate("() => window.scrollTo(0, 0)")
+    time.sleep(0.8)
+    boxes = {}
+    for lane in range(2):
+        boxes[f"canvas {lane}"] = page.evaluate(BOX, f"#dc-race-lane-{lane} .dc-canvas")
+        boxes[f"heatmap {lane}"] = page.evaluate(BOX, f"#dc-race-heat-{lane} .js-plotly-plot")
+    for name, box in boxes.items():
+        assert box["top"] >= 0 and box["bottom"] <= 900 and box["left"] >= 0 and box["right"] <= 1440, (name, boxes)
+    for lane in range(2):  # side by side, each canvas tall enough to read
+        assert boxes[f"canvas {lane}"]["bottom"] - boxes[f"canvas {lane}"]["top"] >= 200, boxes
+    assert boxes["canvas 1"]["left"] >= boxes["canvas 0"]["right"], boxes
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "layout-race-1440x900.png"))
+    page.get_by_role("tab", name="Canvas").click()
+    page.wait_for_selector("#dc-settings.open", timeout=TIMEOUT)
+    assert page.evaluate(BOX, "#dc-prompt")["left"] >= page.evaluate(BOX, "#dc-settings")["right"] - 1
+    assert not dialogs
+    page.close()
+
+
 CONTRAST = """(selector) => {
   const rgba = (text) => { const m = text.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
     const v = m[1].split(',').map(Number); return [v[0], v[1], v[2], v.length > 3 ? v[3] : 1]; };

@@ -25,7 +25,7 @@ from dlm_core.race import Lane, LaneState, race
 from dlm_core.sampler import SamplerConfig
 from dlm_core.sampler.config import MAX_SEED
 from dlm_core.sampler.config import SETTINGS as TABLE
-from dlm_core.viz import RunView, canvas_html, empty_canvas_html, heatmap_dict
+from dlm_core.viz import RunView, canvas_html, empty_canvas_html, empty_heatmap_dict, heatmap_dict
 from dlm_core.viz.charts import bench_figure
 from dlm_core.viz.frontier import frontier_dict
 from dlm_core.viz.race_explain import break_even_html, projection_html, speedup_figure, yardstick_html
@@ -53,7 +53,8 @@ RACE_DEFAULTS = {"rule": "low_confidence", "length": 128, "threshold": 0.5, "gam
 # How the diffusion lane of an AR race picks how many tokens to commit per pass.
 RACE_RULES = (("Confidence threshold (Fast-dLLM)", "threshold"), ("Entropy budget (EB-sampler)", "entropy_bound"),
               ("Fixed tokens per pass (LLaDA, most confident first)", "low_confidence"))
-LANE_HEATMAP_HEIGHT = 250  # px: lanes and their heatmaps on one 1440 x 900 screen
+LANE_HEATMAP_HEIGHT = 200  # px: lanes and their heatmaps on one 1440 x 900 screen
+LANE_HEATMAP_WAITING = "This lane's heatmap appears when the race ends:<br>one row per step, one column per position."
 WAITING_HTML = '<div class="dc-race-explain">Measuring what one forward pass costs here…</div>'
 
 
@@ -255,7 +256,7 @@ def lane_verdict(setup: RaceSetup, snapshot: list[LaneState], index: int, ar_ste
     if not (cost.forwards and cost.tokens):
         return WAITING_HTML
     verdict = speed.break_even(cost.model_ms_per_forward, ar_step_ms, cost.tokens_per_forward)
-    return break_even_html(verdict, forwards=cost.forwards, ar_label="one step of the AR twin (timed on its own)")
+    return break_even_html(verdict, forwards=cost.forwards, ar_label="an AR twin step (timed on its own)")
 
 
 def lane_projection(setup: RaceSetup, snapshot: list[LaneState], ar_step_ms: float | None) -> tuple[str, dict | None]:
@@ -311,6 +312,16 @@ def race_lane_html(lane: Lane, view: RunView, lane_state: LaneState, finish_rank
     )
 
 
+def lane_heatmap(view: RunView, key: bool = True) -> dict:
+    """A lane's heatmap, small enough for one screen; ``key``: with its colour key (five narrow lanes
+    share the last lane's key, so each heatmap keeps its width for the cells)."""
+    figure = heatmap_dict(view, height=LANE_HEATMAP_HEIGHT)
+    if not key and figure["data"]:
+        figure["data"][0]["showscale"] = False
+        figure["layout"]["showlegend"] = False
+    return figure
+
+
 def stored_bench_plot() -> PlotData | None:
     if not BENCH_JSON.is_file():
         return None
@@ -364,70 +375,71 @@ def stored_frontier() -> tuple[PlotData | None, str]:
 def create_ui() -> dict[str, Any]:
     """The Race tab's layout; its components by name."""
     c: dict[str, Any] = {}
+    # One screen for a class (issue 13): a one-line question, then Start, Stop and the two folded boxes
+    # in one row, then the lanes (canvas over heatmap) filling the rest of a 1440 x 900 screen.
     gr.Markdown(
-        "### Which writes faster: one token at a time, or many at once?\n"
-        "Press **Start the race**: the autoregressive twin (one token per pass) against the diffusion model "
-        "(several per pass), each timed on its own clock.",
+        "**Which writes faster: one token at a time, or many at once?** The autoregressive twin against the "
+        "diffusion model, each timed on its own clock.",
         elem_id="dc-race-intro",
     )
-    with gr.Accordion("What am I looking at?", open=False):
-        gr.Markdown(
-        "The **autoregressive twin** (same size, same data) writes one token per pass through the network. "
-        "The **diffusion model** may commit several tokens per pass when it is confident enough, and a "
-        "**cache** lets it skip recomputing text that has not changed. Both run on this machine in turns, "
-        "each timed on its own clock, so the lane that finishes first is the one that would finish first alone. "
-        "Under each diffusion lane: what one of its passes costs here compared with one step of the twin, "
-        "so how many tokens per pass it needs to win, and how many it writes."
-        )
     defaults, start_model, start_note = race_start()
-    with gr.Row():
-        c["go"] = gr.Button("Start the race", variant="primary", elem_id="dc-race-go")
-        c["stop"] = gr.Button("Stop", elem_id="dc-race-stop")
-    settings_box = gr.Accordion("Race settings: prompt, length, rule, cache, temperature", open=False)
-    settings_box.__enter__()
-    with gr.Row():
-        c["prompt"] = gr.Textbox("ROMEO:\n", label="Prompt", lines=2, max_lines=6, scale=3,
-                                 info="Both contestants continue this text.")
-        c["mode"] = gr.Radio(
-            [("Autoregressive twin vs diffusion", "ar"), ("Five diffusion strategies", "strategies")],
-            value="ar", label="What races", scale=2,
-            info="Strategies mode shows the different unmasking orders side by side.",
-        )
-        c["model"] = gr.Dropdown(
-            race_models(), value=start_model, label="Diffusion model",
-            scale=2, info="Each races its autoregressive twin (same data, tokenizer and size).",
-        )
-    gamma = TABLE["gamma"]
-    with gr.Row():
-        c["length"] = named_field(gr.Slider, "race-length", 16, 512, value=defaults["length"], step=16, label="Length",
-                             info="Tokens each contestant writes.")
-        c["rule"] = gr.Radio(RACE_RULES, value=defaults["rule"], label="Diffusion rule",
-                             info="How the diffusion model decides how many tokens to write per pass.")
-        shown = controls_shown("ar", defaults["rule"])
-        c["threshold"] = named_field(gr.Slider, "race-threshold", 0.05, 1.0, value=defaults["threshold"], step=0.05, label="Threshold",
-                                   visible=shown["threshold"],
-                                   info="Diffusion commits every token it is at least this sure of (at least one per pass).")
-        c["gamma"] = named_field(gr.Slider, "race-gamma", gamma.widget.low, gamma.widget.high, value=defaults["gamma"],
-                                 step=gamma.widget.step, label=gamma.label, visible=shown["gamma"],
-                                 info="Summed doubt allowed per pass: larger = more tokens per pass.")
-        c["per_step"] = named_field(gr.Slider, "race-per-step", 1, 16, value=defaults["per_step"], step=1,
-                                    label="Tokens per pass", visible=shown["per_step"],
-                                    info="Diffusion writes exactly this many tokens per pass, the ones it is surest of.")
-        c["cache"] = gr.Radio(CACHE_CHOICES, value=defaults["cache"], label="Diffusion cache",
-                              info="Reuse the network's work on unchanged text (approximate; refreshed every block).")
-        c["temperature"] = named_field(gr.Slider, "race-temperature", 0.0, 2.0, value=defaults["temperature"], step=0.1, label="Temperature",
-                                     info="0 = always the likeliest token; higher = more varied text.")
-        c["seed"] = named_field(gr.Number, "race-seed", defaults["seed"], precision=0, minimum=0, maximum=MAX_SEED, label="Seed",
-                           info="Same seed, same race.")
-    settings_box.__exit__(None, None, None)
-    c["note"] = gr.HTML("")
+    with gr.Row(equal_height=False, elem_id="dc-race-bar"):
+        c["go"] = gr.Button("Start the race", variant="primary", elem_id="dc-race-go", scale=0, min_width=150)
+        c["stop"] = gr.Button("Stop", elem_id="dc-race-stop", scale=0, min_width=80)
+        with gr.Column(scale=1, min_width=200, elem_id="dc-race-help"), gr.Accordion("What am I looking at?", open=False):
+            gr.Markdown(
+            "The **autoregressive twin** (same size, same data) writes one token per pass through the network. "
+            "The **diffusion model** may commit several tokens per pass when it is confident enough, and a "
+            "**cache** lets it skip recomputing text that has not changed. Both run on this machine in turns, "
+            "each timed on its own clock, so the lane that finishes first is the one that would finish first alone. "
+            "Under each diffusion lane: what one of its passes costs here compared with one step of the twin, "
+            "so how many tokens per pass it needs to win, and how many it writes."
+            )
+        with gr.Column(scale=2, min_width=200, elem_id="dc-race-settings"), gr.Accordion(
+                "Race settings: prompt, length, rule, cache, temperature", open=False):
+            with gr.Row():
+                c["prompt"] = gr.Textbox("ROMEO:\n", label="Prompt", lines=2, max_lines=6, scale=3,
+                                         info="Both contestants continue this text.")
+                c["mode"] = gr.Radio(
+                    [("Autoregressive twin vs diffusion", "ar"), ("Five diffusion strategies", "strategies")],
+                    value="ar", label="What races", scale=2,
+                    info="Strategies mode shows the different unmasking orders side by side.",
+                )
+                c["model"] = gr.Dropdown(
+                    race_models(), value=start_model, label="Diffusion model",
+                    scale=2, info="Each races its autoregressive twin (same data, tokenizer and size).",
+                )
+            gamma = TABLE["gamma"]
+            with gr.Row():
+                c["length"] = named_field(gr.Slider, "race-length", 16, 512, value=defaults["length"], step=16, label="Length",
+                                     info="Tokens each contestant writes.")
+                c["rule"] = gr.Radio(RACE_RULES, value=defaults["rule"], label="Diffusion rule",
+                                     info="How the diffusion model decides how many tokens to write per pass.")
+                shown = controls_shown("ar", defaults["rule"])
+                c["threshold"] = named_field(gr.Slider, "race-threshold", 0.05, 1.0, value=defaults["threshold"], step=0.05, label="Threshold",
+                                           visible=shown["threshold"],
+                                           info="Diffusion commits every token it is at least this sure of (at least one per pass).")
+                c["gamma"] = named_field(gr.Slider, "race-gamma", gamma.widget.low, gamma.widget.high, value=defaults["gamma"],
+                                         step=gamma.widget.step, label=gamma.label, visible=shown["gamma"],
+                                         info="Summed doubt allowed per pass: larger = more tokens per pass.")
+                c["per_step"] = named_field(gr.Slider, "race-per-step", 1, 16, value=defaults["per_step"], step=1,
+                                            label="Tokens per pass", visible=shown["per_step"],
+                                            info="Diffusion writes exactly this many tokens per pass, the ones it is surest of.")
+                c["cache"] = gr.Radio(CACHE_CHOICES, value=defaults["cache"], label="Diffusion cache",
+                                      info="Reuse the network's work on unchanged text (approximate; refreshed every block).")
+                c["temperature"] = named_field(gr.Slider, "race-temperature", 0.0, 2.0, value=defaults["temperature"], step=0.1, label="Temperature",
+                                             info="0 = always the likeliest token; higher = more varied text.")
+                c["seed"] = named_field(gr.Number, "race-seed", defaults["seed"], precision=0, minimum=0, maximum=MAX_SEED, label="Seed",
+                                   info="Same seed, same race.")
+    c["note"] = gr.HTML("", visible=False, elem_id="dc-race-note")  # shown only with a note about the model
     c["lanes"] = []
     c["heats"] = []
-    with gr.Row(equal_height=False):
+    with gr.Row(equal_height=False, elem_id="dc-race-lanes"):
         for index in range(RACE_LANES):
-            with gr.Column(visible=index < 2, min_width=220) as column:  # five lanes fit side by side at 1280 px
-                lane = gr.HTML(empty_canvas_html("Press “Start the race”."))
-                heat = gr.Plot(visible=False, show_label=False)
+            with gr.Column(visible=index < 2, min_width=220, elem_classes=["dc-race-column"]) as column:  # five lanes fit side by side at 1280 px
+                lane = gr.HTML(empty_canvas_html("Press “Start the race”."), elem_id=f"dc-race-lane-{index}")
+                heat = gr.Plot(visible=False, show_label=False, elem_id=f"dc-race-heat-{index}",
+                               elem_classes=["dc-race-chart"])
             c["lanes"].append((column, lane))
             c["heats"].append(heat)
     with gr.Accordion("What if this were an 8B model on a data-centre GPU? (a projection, not a measurement)",
@@ -478,8 +490,12 @@ def create_events(c: dict[str, Any]) -> None:
         last_sent = 0.0
         ar_step_ms: float | None = None
         visible_updates = [gr.update(visible=i < len(lanes)) for i in range(RACE_LANES)]
-        hidden_heats = [gr.update(visible=False) for _ in range(RACE_LANES)]
+        # The heatmaps' places are held from the first frame, so the lanes do not jump when they arrive.
+        waiting = plot(empty_heatmap_dict(height=LANE_HEATMAP_HEIGHT, message=LANE_HEATMAP_WAITING))
+        placeholders = [gr.update(value=waiting, visible=True) if i < len(lanes) else gr.update(visible=False)
+                        for i in range(RACE_LANES)]
         note_html = model_note_html(lanes[-1].model, setup.note) if setup.note else ""
+        note = gr.update(value=note_html, visible=bool(note_html))
         started = time.monotonic()
         snapshot: list[LaneState] = []
         for count, snapshot in enumerate(snapshots):
@@ -502,10 +518,13 @@ def create_events(c: dict[str, Any]) -> None:
                     for i, (lane, view, lane_state) in enumerate(zip(lanes, views, snapshot, strict=True))
                 ]
                 htmls += [gr.update() for _ in range(RACE_LANES - len(lanes))]
-                hide_projection = [gr.update(visible=False, open=False), gr.update(), gr.update()] if count == 0 else [
+                first = count == 0
+                hide_projection = [gr.update(visible=False, open=False), gr.update(), gr.update()] if first else [
                     gr.update()] * 3
-                yield [note_html, *visible_updates, *htmls, *hidden_heats, *hide_projection]
-        heats = [gr.update(value=plot(heatmap_dict(view, height=LANE_HEATMAP_HEIGHT)), visible=True) for view in views]
+                heat_updates = placeholders if first else [gr.update() for _ in range(RACE_LANES)]
+                yield [note, *visible_updates, *htmls, *heat_updates, *hide_projection]
+        heats = [gr.update(value=plot(lane_heatmap(view, key=i == len(views) - 1 or len(views) <= 2)), visible=True)
+                 for i, view in enumerate(views)]
         heats += [gr.update(visible=False) for _ in range(RACE_LANES - len(views))]
         projection, figure = lane_projection(setup, snapshot, ar_step_ms)
         explained = [gr.update(visible=bool(projection)), projection,

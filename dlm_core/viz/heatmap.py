@@ -323,7 +323,11 @@ def heatmap_dict(
     return {"data": data, "layout": layout, "config": {"displaylogo": False, "responsive": True}}
 
 
-def empty_heatmap_dict(height: int = HEIGHT, font_size: int = FONT_SIZE) -> dict:
+EMPTY_MESSAGE = "The heatmap appears here while the model writes:<br>one row per step, one column per position."
+
+
+def empty_heatmap_dict(height: int = HEIGHT, font_size: int = FONT_SIZE, message: str = EMPTY_MESSAGE) -> dict:
+    """The figure before a run: ``message`` (plotly text: ``<br>`` breaks lines) on a grey field."""
     return {
         "data": [],
         "layout": {
@@ -334,7 +338,7 @@ def empty_heatmap_dict(height: int = HEIGHT, font_size: int = FONT_SIZE) -> dict
             "yaxis": {"visible": False},
             "annotations": [
                 {
-                    "text": "The heatmap appears here while the model writes:<br>one row per step, one column per position.",
+                    "text": message,
                     "showarrow": False,
                     "font": {"color": "#6b7280", "size": font_size + 1},
                     "xref": "paper",

@@ -2,8 +2,8 @@
 
 Three pieces per diffusion lane, meant to sit under the lane's canvas once it has run:
 
-* ``break_even_html``: measured on this machine, in this run: "one forward costs 2.1x an AR step
-  here, so it needs >= 2.1 tokens per pass to win; this run does 4.6 (2.2x faster)".
+* ``break_even_html``: measured on this machine, in this run: "a pass costs 2.1x an AR step here,
+  so it needs >= 2.1 tokens per pass to win; this run does 4.6: 2.2x faster than the AR twin".
 * ``projection_html``: clearly labelled as a projection: the same forward passes re-timed on a
   named large model and GPU, as a table of scenarios (this run; batched; other cache; one token per
   pass) with the regime of each and a sentence on why.
@@ -31,27 +31,30 @@ def _x(value: float) -> str:
 
 
 def break_even_html(verdict: BreakEven, *, forwards: int | None = None, ar_label: str = "an AR step") -> str:
-    """One sentence (and a badge) on the measured break-even of a diffusion lane."""
+    """One short sentence (and a badge) on the measured break-even of a diffusion lane; the
+    milliseconds behind it in the box's tooltip."""
     where = f"mean of this run's {forwards} forward{'s' if forwards != 1 else ''}" if forwards else "measured"
-    ms = f"{verdict.diffusion_ms:.1f} ms vs {verdict.ar_ms:.1f} ms"
     if verdict.wins:
         outcome = f"{_x(verdict.speedup)}x faster than the AR twin"
         badge = '<span class="dc-badge dc-ahead">ahead</span>'
+        more = ""
     else:
-        outcome = f"{_x(verdict.speedup)}x the AR twin's speed: it would need {_x(1 / verdict.speedup)}x more tokens per pass"
+        outcome = f"{_x(verdict.speedup)}x the AR twin's speed"
         badge = '<span class="dc-badge dc-behind">behind</span>'
+        more = f"; it would need {_x(1 / verdict.speedup)}x more tokens per pass"
     text = (
-        f"One forward costs {_x(verdict.cost_ratio)}x {ar_label} here ({ms}, {where}), so it needs "
-        f"≥ {verdict.needed:.1f} tokens per pass to win; this run does {verdict.achieved:.1f} ({outcome})."
+        f"A pass costs {_x(verdict.cost_ratio)}x {ar_label} here, so it needs ≥ {verdict.needed:.1f} tokens per pass "
+        f"to win; this run does {verdict.achieved:.1f}: {outcome}."
     )
-    return f'<div class="dc-race-explain">{badge} {html.escape(text)}</div>'
+    detail = f"One pass {verdict.diffusion_ms:.1f} ms vs {verdict.ar_ms:.1f} ms ({where}){more}."
+    return f'<div class="dc-race-explain" title="{html.escape(detail)}">{badge} {html.escape(text)}</div>'
 
 
 def yardstick_html(ar_cost: LaneCost) -> str:
     """The AR lane's line: one token per forward by construction, and what that forward costs here
     (the yardstick the diffusion lanes' break-even is measured against)."""
-    text = (f"One token per forward pass, by construction: {ar_cost.ms_per_forward:.1f} ms per step here "
-            f"(mean of {ar_cost.forwards} step{'s' if ar_cost.forwards != 1 else ''}), the yardstick for the other lane.")
+    text = (f"One token per forward pass: {ar_cost.ms_per_forward:.1f} ms per step here "
+            f"(mean of {ar_cost.forwards} step{'s' if ar_cost.forwards != 1 else ''}), the yardstick.")
     return f'<div class="dc-race-explain">{html.escape(text)}</div>'
 
 
