@@ -68,10 +68,10 @@ from .streaming import (
 
 def load_examples() -> list[dict[str, Any]]:
     """The examples of ``assets/examples.json`` whose model this checkout lists (an example without a
-    ``model`` is for the built-in Shakespeare model; the code examples appear once the code model is trained)."""
+    ``model`` runs on the app's default model; the code examples appear once the code model is trained)."""
     examples = json.loads((ASSETS / "examples.json").read_text(encoding="utf-8"))
-    examples = [{"model": registry.DEFAULT_MODEL, **e} for e in examples]
-    return [e for e in examples if e["model"] in registry.REGISTRY]
+    listed = [e for e in examples if "model" not in e or e["model"] in registry.REGISTRY]
+    return [{"model": default_model_key(), **e} for e in listed]
 
 
 CANVAS_JS = """
