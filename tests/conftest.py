@@ -67,6 +67,19 @@ def fresh_registry():
     registry.clear_cache()
 
 
+@pytest.fixture
+def no_kept_sessions():
+    """The app's module-level registry of kept sessions (``ui.session._kept``), emptied for the test and
+    restored after. Use with ``pytestmark = pytest.mark.usefixtures("no_kept_sessions")``."""
+    from ui import session as ui_session  # here, not at the top: only UI tests pay for importing gradio
+
+    saved = dict(ui_session._kept)
+    ui_session._kept.clear()
+    yield
+    ui_session._kept.clear()
+    ui_session._kept.update(saved)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """torch with one intra-op thread for the module (as the app runs it): reference numbers and exact

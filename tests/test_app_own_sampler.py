@@ -35,7 +35,7 @@ from ui.errors import FIELD_LABELS
 from ui.session import Session
 
 pytestmark = [
-    pytest.mark.usefixtures("one_thread", "fresh_registry"),
+    pytest.mark.usefixtures("one_thread", "fresh_registry", "no_kept_sessions"),
     pytest.mark.filterwarnings("ignore::FutureWarning"),
 ]
 
@@ -82,14 +82,6 @@ def ui():
 def handlers(ui):
     return canvas_tab.make_handlers(ui)
 
-
-@pytest.fixture(autouse=True)
-def no_kept_sessions():
-    saved = dict(ui_session._kept)
-    ui_session._kept.clear()
-    yield
-    ui_session._kept.clear()
-    ui_session._kept.update(saved)
 
 
 REQUEST = SimpleNamespace(session_hash="test-app-own-sampler")

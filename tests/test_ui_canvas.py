@@ -7,19 +7,10 @@ import pytest
 from dlm_core.models import registry
 from dlm_core.sampler import SamplerConfig
 from ui import canvas_tab
-from ui import session as ui_session
 from ui.session import Run, Session
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "no_kept_sessions")
 
-
-@pytest.fixture(autouse=True)
-def no_kept_sessions():
-    saved = dict(ui_session._kept)
-    ui_session._kept.clear()
-    yield
-    ui_session._kept.clear()
-    ui_session._kept.update(saved)
 
 
 def finished_run(session: Session, prompt: str = "ROMEO:\n", steps: int = 8) -> Run:

@@ -18,7 +18,7 @@ from dlm_core.trajectory import record
 from ui import session as ui_session
 from ui.session import Run, Session, close_tab, supersede
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "no_kept_sessions")
 
 CONFIG = SamplerConfig(gen_length=8, steps=4, temperature=0.5, seed=3, record_topk=True)
 
@@ -27,15 +27,6 @@ CONFIG = SamplerConfig(gen_length=8, steps=4, temperature=0.5, seed=3, record_to
 def model():
     return registry.load_model("tiny-random")
 
-
-@pytest.fixture(autouse=True)
-def no_kept_sessions():
-    """The module-level registry of kept sessions, emptied for each test and restored after."""
-    saved = dict(ui_session._kept)
-    ui_session._kept.clear()
-    yield
-    ui_session._kept.clear()
-    ui_session._kept.update(saved)
 
 
 def test_a_run_advances_one_step_at_a_time_and_records_what_the_engine_does(model):

@@ -59,6 +59,10 @@ class ExternalAdapter(ModelAdapter):
     noise = "mask"
     engine = ""
 
+    def describe_source(self, config) -> dict[str, Any]:
+        """What recorded the run: the repository and the settings its sampler ran with (``settings``)."""
+        return {"model": self.spec.repo_id, **self.settings(config)}
+
     def logits(self, input_ids, attention_mask=None):
         raise NotImplementedError(
             f"{self.name} runs its own sampler ({self.engine}); it is recorded through run_states, not sampled by ours"
@@ -209,9 +213,6 @@ class DiffusionGemmaAdapter(ExternalAdapter):
             "seed": int(config.seed),
         }
 
-    def describe_source(self, config) -> dict[str, Any]:
-        return {"model": self.spec.repo_id, **self.settings(config)}
-
     def prepare_run(self, prompt: str, config):
         self.check(config)
         ids = self.prompt_ids(prompt)
@@ -352,9 +353,6 @@ class LLaDA2Adapter(ExternalAdapter):
             "max_post_steps": self.MAX_POST_STEPS if config.edit_post_steps is None else config.edit_post_steps - 1,
             "seed": int(config.seed),
         }
-
-    def describe_source(self, config) -> dict[str, Any]:
-        return {"model": self.spec.repo_id, **self.settings(config)}
 
     def prepare_run(self, prompt: str, config):
         self.check(config)
