@@ -48,7 +48,7 @@ TEMPERATURE, TOP_P, BLOCK = 1.0, 0.95, 32  # the app's sampling
 
 @dataclass(frozen=True)
 class FunctionPrompt:
-    """A held-out function cut after its docstring: ``prompt`` ends with a newline, the body follows."""
+    """A held-out function cut after its docstring's closing quotes; the body follows."""
 
     path: str
     name: str
@@ -67,7 +67,9 @@ def function_prompts(files: list[SourceFile], count: int) -> list[FunctionPrompt
             docstring = node.body[0]
             if len(node.body) < 2 or docstring.end_lineno - node.lineno >= MAX_PROMPT_LINES:
                 continue
-            prompt = "".join(lines[node.lineno - 1 : docstring.end_lineno])
+            # Cut after the closing quotes, not after the newline: the byte-level BPE merges a newline with
+            # the next line's indentation, so a prompt ending in a bare newline is one the model never saw.
+            prompt = "".join(lines[node.lineno - 1 : docstring.end_lineno]).removesuffix("\n").removesuffix("\r")
             candidates.append((source.path, node.lineno, FunctionPrompt(source.path, node.name, prompt)))
     candidates.sort(key=lambda item: item[:2])
     if len(candidates) < count:
@@ -98,17 +100,22 @@ def parses(source: str) -> bool:
 
 
 def diffusion_config(length: int, **rule) -> SamplerConfig:
-    common = dict(gen_length=length, block_length=min(BLOCK, length), temperature=TEMPERATURE, top_p=TOP_P,
-                  cache="dual", order_temperature=BUILTIN_ORDER_TEMPERATURE)
-    return SamplerConfig(**(common | {"strategy": "low_confidence", "steps": length} | rule))
+    """The app's sampling in blocks of 32 with the dual cache; ``low_confidence`` one token per step
+    (order temperature as in the app) unless ``rule`` says otherwise."""
+    rule = {"strategy": "low_confidence", "steps": length} | rule
+    ranked = rule["strategy"] == "low_confidence"
+    return SamplerConfig(gen_length=length, block_length=min(BLOCK, length), temperature=TEMPERATURE, top_p=TOP_P,
+                         cache="dual", order_temperature=BUILTIN_ORDER_TEMPERATURE if ranked else 0.0, **rule)
 
 
 def sample(model, scorer, prompts: list[str], config: SamplerConfig, seeds: int, code: bool) -> dict:
     """Sample every prompt x seed; the quality figures, tokens per forward and the domain figure (parse
     share for code, known-word share for prose)."""
     finals = [run_to_end(model, prompt, config.replace(seed=seed)) for prompt in prompts for seed in range(seeds)]
-    pairs = [(f.tokens[: f.prompt_length].tolist(), f.tokens[f.prompt_length : f.answer_end].tolist()) for f in finals]
-    completions = [model.decode(generated) for _, generated in pairs]
+    # Quality is scored on every generated token, as in the frontier benchmark; a function ends at its
+    # end-of-text, so the parse check reads the answer only.
+    pairs = [(f.tokens[: f.prompt_length].tolist(), f.tokens[f.prompt_length :].tolist()) for f in finals]
+    completions = [model.decode(f.answer_ids()) for f in finals]
     row = {
         "tokens_per_forward": statistics.mean(len(f.slots) / f.nfe for f in finals),
         **text_quality(scorer, pairs),

@@ -44,8 +44,8 @@ def test_function_prompts_cut_held_out_functions_after_their_docstring():
     prompts = function_prompts(files, 2)
     assert [p.name for p in prompts] == ["documented", "method"]  # docstring and a body; trained modules skipped
     assert all(p.path == files[0].path for p in prompts)
-    assert prompts[0].prompt == 'def documented(a, b):\n    """Add two numbers.\n\n    Longer text.\n    """\n'
-    assert prompts[1].prompt == '    def method(self):\n        """A method."""\n'
+    assert prompts[0].prompt == 'def documented(a, b):\n    """Add two numbers.\n\n    Longer text.\n    """'
+    assert prompts[1].prompt == '    def method(self):\n        """A method."""'
     with pytest.raises(ValueError, match="count must be at most 2"):
         function_prompts(files, 3)
 
@@ -128,3 +128,9 @@ def test_commit_order_spans_the_run_and_counts_every_generated_token(tiny_model)
     order = code_eval.commit_order(tiny_model, ["def f(x):\n"], code_eval.diffusion_config(16, steps=16), seeds=1)
     assert sum(row["tokens"] for row in order.values()) == 16  # one commit per slot
     assert all(0.0 <= row["mean_relative_step"] <= 1.0 for row in order.values())
+
+
+def test_every_swept_setting_is_a_valid_config():
+    settings = code_eval.sweep_settings(64, [1, 2, 4], [0.9, 0.5], [0.5, 2.0])
+    assert [label for label, _ in settings][:3] == ["low_confidence 1/step", "low_confidence 2/step", "low_confidence 4/step"]
+    assert {config.strategy for _, config in settings} == {"low_confidence", "threshold", "entropy_bound"}
