@@ -144,14 +144,17 @@ class RunInfo:
     def describe(model: Any, prompt: str, config: Any) -> dict[str, Any]:
         """The ``RunInfo`` fields for ``model`` (a ``ModelAdapter``), ``prompt`` and ``config`` (a
         ``SamplerConfig`` or its dict), as keyword arguments for ``RunInfo`` or any subclass."""
+        settings = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        # A model's own noise (DiffusionGemma), or the run's (``SamplerConfig.noise``, our sampler).
+        noise = str(getattr(model, "noise", "mask"))
         return {
             "model": str(model.name),
             "model_kind": str(model.kind),
             "prompt": prompt,
-            "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
+            "config": settings,
             "mask_id": int(model.mask_id),
             "eos_ids": tuple(int(i) for i in model.eos_ids),
-            "noise": str(getattr(model, "noise", "mask")),
+            "noise": "uniform" if settings.get("noise") == "uniform" else noise,
         }
 
     def info(self) -> dict[str, Any]:

@@ -151,6 +151,10 @@ def create_ui() -> CanvasUI:
                 for name in ("remask", "eta", "remask_t_on", "remask_t_off", "edit_threshold"):
                     c[name] = setting_widget(name)
             c["remask_box"] = remask_box
+            with gr.Accordion("Noise: masks or random tokens (uniform-state)", open=False) as noise_box:
+                for name in ("noise", "final_temperature", "stop_confidence"):
+                    c[name] = setting_widget(name)
+            c["noise_box"] = noise_box
             with gr.Accordion("Guidance and speed", open=False) as cfg_box:
                 for name in ("cfg_scale", "cache"):
                     c[name] = setting_widget(name)

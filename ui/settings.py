@@ -148,6 +148,8 @@ def build_config(prompt: str, model_kind: str = "diffusion", **values: Any) -> t
     if spec is not None and not spec.allows_remask:
         config["remask"] = None
         config["edit_threshold"] = None
+    if config.get("noise") != "uniform":  # the temperature schedule and early stop of random-token canvases
+        config.update(final_temperature=None, stop_confidence=None)
     if model_kind == "autoregressive":
         config.update(cfg_scale=0.0, cache=None)  # an AR model always decodes with its exact KV cache
     return SamplerConfig(**config, record_topk=True), note
