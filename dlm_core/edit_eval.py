@@ -22,7 +22,8 @@ baseline (default: the shipped ``assets/canvas-diffusion``) on the held-out play
    whose revert raises it. Also reported: the edit count and the mean NLL change per edit (nats).
 3. Sample quality of the same runs' generated regions (``evaluate.text_quality``: generative perplexity under the AR
    twin, token entropy, repeated 4-grams; ``quality.known_word_share``): mask-based decoding without
-   editing, with each tau, and uniform-state decoding (``noise = "uniform"``, ``--uniform-*``).
+   editing, with each tau, and uniform-state decoding (``noise = "uniform"``) with each entropy bound of
+   ``--uniform-gamma`` (temperature ``--uniform-t-max`` -> ``--uniform-t-min``, DiffusionGemma's 0.8 -> 0.4).
 
 Writes JSON (``--json``) and a markdown report (``--markdown``); prints the JSON.
 """
@@ -225,8 +226,9 @@ def sampling_report(model, scorer, args, vocabulary: frozenset[str] | None = Non
     base = app_sampling(args.gen_length, args.gen_block)
     variants: list[tuple[str, SamplerConfig]] = [("mask", base)]
     variants += [(f"mask+edit tau={tau:g}", base.replace(edit_threshold=tau)) for tau in args.taus]
-    variants.append(("uniform", uniform_sampling(args.gen_length, args.uniform_steps, args.uniform_gamma,
-                                                 args.uniform_t_max, args.uniform_t_min, args.uniform_stop)))
+    variants += [(f"uniform gamma={gamma:g}", uniform_sampling(args.gen_length, args.uniform_steps, gamma, args.uniform_t_max,
+                                                               args.uniform_t_min, args.uniform_stop))
+                 for gamma in args.uniform_gamma]
     results, samples = {}, []
     for name, config in variants:
         runs = sample_runs(model, config, prompts, args.seeds)
@@ -322,7 +324,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gen-length", type=int, default=64)
     p.add_argument("--gen-block", type=int, default=32, help="block length of mask-based decoding (0 = one)")
     p.add_argument("--uniform-steps", type=int, default=0, help="uniform-state steps (0 = one per token)")
-    p.add_argument("--uniform-gamma", type=float, default=0.1, help="uniform-state entropy bound")
+    p.add_argument("--uniform-gamma", type=float, nargs="+", default=[0.1, 0.5],
+                   help="uniform-state entropy bounds (one variant each; 0.1 is DiffusionGemma's default)")
     p.add_argument("--uniform-t-max", type=float, default=0.8)
     p.add_argument("--uniform-t-min", type=float, default=0.4)
     p.add_argument("--uniform-stop", type=float, default=None, help="stop_confidence (default: off)")

@@ -149,9 +149,9 @@ def test_the_report_measures_every_variant_of_every_model(data_dir):
     for name in models:
         entry = results["models"][name]
         assert set(entry["likelihood"]) == {"mask_elbo_bits_per_char", "mask_elbo_stderr", "random_0.1", "random_0.3"}
-        assert list(entry["sampling"]) == ["mask", "mask+edit tau=0.05", "mask+edit tau=0.5", "uniform"]
-        assert entry["sampling"]["uniform"]["settings"]["noise"] == "uniform"
-        assert entry["sampling"]["uniform"]["nfe_per_sample"] == 6
+        assert list(entry["sampling"]) == ["mask", "mask+edit tau=0.05", "mask+edit tau=0.5", "uniform gamma=0.5"]
+        assert entry["sampling"]["uniform gamma=0.5"]["settings"]["noise"] == "uniform"
+        assert entry["sampling"]["uniform gamma=0.5"]["nfe_per_sample"] == 6
         assert "edit_precision" not in entry["sampling"]["mask"]
         assert entry["sampling"]["mask+edit tau=0.05"]["edit_precision"]["edits"] > 0  # a low tau edits the noise
         for variant in entry["sampling"].values():
@@ -167,7 +167,7 @@ def test_main_writes_json_and_markdown(data_dir, tmp_path):
     results = edit_eval.main(argv, load=loaded.__getitem__)
     assert list(results["models"]) == ["edit"] and results["command"].endswith("r.md")
     assert json.loads((tmp_path / "r.json").read_text())["models"]["edit"]["sampling"]["mask"]["nfe_per_sample"] == 8
-    assert "| edit | uniform |" in (tmp_path / "r.md").read_text()
+    assert "| edit | uniform gamma=0.1 |" in (tmp_path / "r.md").read_text()
     with pytest.raises(SystemExit):
         edit_eval.main([*argv, "--taus", "1.5"], load=loaded.__getitem__)
 

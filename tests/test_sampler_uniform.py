@@ -177,7 +177,7 @@ def test_states_follow_the_step_recorder_conventions():
                             eos_ids=MODEL.eos_ids, uniform=True)
     assert states[0].masked[prompt_length:].all() and not np.isin(states[0].tokens[prompt_length:], MODEL.mask_id).any()
     kinds = set()
-    for before, state in zip(states, states[1:]):
+    for before, state in zip(states, states[1:], strict=False):
         slots = state.tokens[prompt_length:]
         theirs = recorder.record(0, prompt_length, slots, ~state.masked[prompt_length:], forward=state.nfe > before.nfe)
         for field in ("tokens", "masked", "committed", "remasked", "edited", "edited_from", "nfe"):

@@ -64,7 +64,11 @@ from .streaming import (
 
 
 def load_examples() -> list[dict[str, Any]]:
-    return json.loads((ASSETS / "examples.json").read_text(encoding="utf-8"))
+    """The examples of ``assets/examples.json``. One that names a ``model`` sets it (the others set the
+    default model); one whose model is not in the registry (a built-in not trained in this checkout)
+    is left out."""
+    examples = json.loads((ASSETS / "examples.json").read_text(encoding="utf-8"))
+    return [e for e in examples if e.get("model", registry.DEFAULT_MODEL) in registry.REGISTRY]
 
 
 CANVAS_JS = """
@@ -231,9 +235,10 @@ def create_ui() -> CanvasUI:
     with examples_column:
         # Every setting is part of an example (missing keys take START_VALUES), so clicking one
         # always reproduces the same run whatever was changed before.
-        example_fields = [name for name in SETTINGS if name != "model"]
+        example_fields = list(SETTINGS)
+        defaults = {**START_VALUES, "model": default_model_key()}
         c["examples"] = gr.Examples(
-            examples=[[{**START_VALUES, **e}[name] for name in example_fields] for e in examples],
+            examples=[[{**defaults, **e}[name] for name in example_fields] for e in examples],
             inputs=[c[name] for name in example_fields],
             example_labels=[e["label"] for e in examples],
             label="Examples: click one, then Generate",

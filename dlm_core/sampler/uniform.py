@@ -138,7 +138,7 @@ class _UniformRun:
         self.running = torch.ones(rows, dtype=torch.bool, device=device)
         self.nfe = [0] * rows
         self.fixed = []
-        for row, encoded in enumerate(self.encoded):
+        for encoded in self.encoded:
             fixed = np.ones(len(encoded.ids), dtype=bool)
             fixed[list(encoded.slots)] = False
             self.fixed.append(fixed)
