@@ -25,7 +25,9 @@ baseline (default: the shipped ``assets/canvas-diffusion``) on the held-out play
    editing, with each tau, and uniform-state decoding (``noise = "uniform"``) with each entropy bound of
    ``--uniform-gamma`` (temperature ``--uniform-t-max`` -> ``--uniform-t-min``, DiffusionGemma's 0.8 -> 0.4).
 
-Writes JSON (``--json``) and a markdown report (``--markdown``); prints the JSON.
+Writes JSON (``--json``), a markdown report (``--markdown``) and, with ``--card``, the model card
+``README.md`` of the ``--model`` folder (every number from this run and the folder's
+``training.json``); prints the JSON.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import argparse
 import json
 import math
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -308,6 +311,131 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# -- the model card ------------------------------------------------------------------------------------------
+
+CARD = """---
+license: mit
+library_name: transformers
+tags: [diffusion-canvas, shakespeare, masked-diffusion, token-editing, uniform-state]
+---
+
+# {name}
+
+The built-in diffusion model (``canvas-diffusion``) trained further to also **correct wrong tokens**, not
+only fill masks: random tokens are mixed in with the masks during training, as LLaDA 2.1 trains
+token-to-token editing and uniform-state models (DiffusionGemma) train renoising. In the app it rewrites
+tokens it already wrote (Revision: token editing τ) and settles a canvas that starts as random tokens
+(Noise: random tokens). Same architecture, tokenizer, size and AR twin as ``canvas-diffusion``
+({params:.1f}M parameters, bidirectional CanvasLM, context {context}).
+
+## Training
+
+| | |
+| --- | --- |
+| start | ``{init_from}`` (the shipped ``canvas-diffusion``'s checkpoint) |
+| objective | ``dlm_core.train.corruption_loss``: per sequence t ~ U(0, 1] (stratified), corruption rate p = t; {mask_only:.0%} of sequences are corrupted by masking alone, the others replace each corrupted token by a uniformly random ordinary token with probability u ~ U(0, 1), else by [MASK]; cross-entropy of the original token at every position, corrupted ones weighted 1/p |
+| data | the training plays of ``runs/data`` (as ``canvas-diffusion``), windows of {context} tokens |
+| compute | {steps:,} optimiser steps, {tokens:,} tokens, {hours:.2f} h on {threads} CPU thread(s), lr {lr:g} (warm-up {warmup}, cosine over {decay}), bf16 autocast |
+| checkpoint | ``best.pt``: the lowest held-out objective loss, {best:.4f} nats/token (fixed seed; this objective, not comparable with the masked-diffusion loss){checkpoint_note} |
+| weights | ``model.safetensors``, float16 |
+
+## Evaluation
+
+{tables}
+What the columns mean (``dlm_core/edit_eval.py``): the ELBO is the masked-diffusion bound on held-out
+windows (lower is better). Random r%: each position replaced with probability r by a random ordinary
+token, no masks, one forward pass; recovery = replaced positions whose top-1 prediction is the original
+token; false edits = clean positions whose top-1 is not the token shown; CE = cross-entropy of the
+original token (nats) at replaced, clean and all positions. Sampling: the app's settings (temperature 1,
+top-p 0.95, order randomness {order:g}, blocks of {block}, one token per step), the same prompts and
+seeds for both models; gen PPL is the perplexity of the generated region under the AR twin
+``canvas-ar``. Edits: the last edit at a position whose token survives to the final text; precision =
+the share of those whose revert raises the AR twin's NLL of the text (i.e. the edit lowered it); mean
+NLL change per edit in nats (negative = the edits made the text likelier). Uniform: random-token
+canvas, temperature {t_max:g} → {t_min:g}, {uniform_steps} steps, entropy bound γ as named.
+
+Findings (from the tables above):
+
+{findings}
+
+## Reproduce
+
+```bash
+python -m dlm_core.train prepare --data runs/data
+python -m dlm_core.train train {train_args}
+python -m dlm_core.train export --checkpoint {out}/best.pt --data runs/data --out assets/{name}
+{eval_command}
+```
+
+The evaluation runs in about {eval_minutes:.0f} minutes on one CPU thread.
+
+Load it: ``dlm_core.models.load_canvas("assets/{name}")``, or ``transformers.AutoModel.from_pretrained``
+once ``dlm_core.models.register_auto_classes()`` has run.
+"""
+
+
+def train_command(args: dict) -> str:
+    """The ``python -m dlm_core.train train`` flags that reproduce a run (from its ``training.json``)."""
+    flags = []
+    for key, value in args.items():
+        if key in ("command", "func") or value is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + key.replace("_", "-"))
+        else:
+            flags.append(f"{flag} {value}")
+    return " ".join(flags)
+
+
+def findings(results: dict, model: str, baseline: str | None) -> str:
+    """Comparisons read off the results, one bullet each."""
+    models = results["models"]
+    lines = []
+    names = [model] + ([baseline] if baseline in models else [])
+    for rate in results["data"]["rates"]:
+        key = f"random_{rate:g}"
+        parts = [f"{name}: recovery {models[name]['likelihood'][key]['recovery_accuracy']:.1%}, false edits "
+                 f"{models[name]['likelihood'][key]['false_edit_rate']:.1%}" for name in names]
+        lines.append(f"* {rate:.0%} random tokens: " + "; ".join(parts) + ".")
+    lines.append("* Masked-diffusion ELBO: " + "; ".join(
+        f"{name} {models[name]['likelihood']['mask_elbo_bits_per_char']:.3f} bits/char" for name in names) + ".")
+    for name in names:
+        sampling = models[name]["sampling"]
+        edits = [f"τ {v['settings']['edit_threshold']:g}: {v['edit_precision']['edits_per_sample']:.1f} edits/sample, "
+                 + (f"precision {v['edit_precision']['precision']:.0%}" if v["edit_precision"]["edits"] else "no edits")
+                 for v in sampling.values() if "edit_precision" in v]
+        lines.append(f"* {name}, token editing: " + "; ".join(edits) + ".")
+        uniform = [f"{variant}: gen PPL {v['gen_ppl_under_ar']:.0f}, known words {v['known_word_share']:.0%}"
+                   for variant, v in sampling.items() if variant.startswith("uniform")]
+        lines.append(f"* {name}, random-token canvases: " + "; ".join(uniform) + f" (mask-based: gen PPL "
+                     f"{sampling['mask']['gen_ppl_under_ar']:.0f}, known words {sampling['mask']['known_word_share']:.0%}).")
+    return "\n".join(lines)
+
+
+def write_card(folder: Path, results: dict, baseline: str | None, seconds: float, checkpoint_note: str = "") -> None:
+    """``README.md`` of the edit model's folder, every number from ``results`` and its ``training.json``."""
+    config = json.loads((folder / "config.json").read_text())
+    training = json.loads((folder / "training.json").read_text())
+    args = training["args"]
+    hidden, layers, mlp = config["hidden_size"], config["num_hidden_layers"], config["intermediate_size"]
+    params = config["vocab_size"] * hidden + layers * (4 * hidden**2 + 3 * hidden * mlp + 2 * hidden) + hidden
+    mask_settings = results["models"][folder.name]["sampling"]["mask"]["settings"]
+    uniform = next(v["settings"] for k, v in results["models"][folder.name]["sampling"].items() if k.startswith("uniform"))
+    text = CARD.format(
+        name=folder.name, params=params / 1e6, context=config["max_position_embeddings"],
+        init_from=args.get("init_from"), mask_only=args.get("mask_only_fraction", 0.5), steps=training["step"],
+        tokens=training["tokens"], hours=training["seconds"] / 3600, threads=args.get("threads"), lr=args["lr"],
+        warmup=args["warmup"], decay=args["decay_steps"], best=training["best"], checkpoint_note=checkpoint_note,
+        tables=markdown(results).split("\n", 2)[2], order=mask_settings["order_temperature"],
+        block=mask_settings["block_length"] or mask_settings["gen_length"], t_max=uniform["temperature"],
+        t_min=uniform["final_temperature"], uniform_steps=uniform["steps"] or "one per token",
+        findings=findings(results, folder.name, baseline), train_args=train_command(args), out=args["out"],
+        eval_command=results["command"], eval_minutes=seconds / 60,
+    )
+    (folder / "README.md").write_text(text)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dlm_core.edit_eval", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=str(ASSETS_DIR / "canvas-edit"), help="the diffusion model trained to edit")
@@ -333,6 +461,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
     p.add_argument("--markdown", default=None)
+    p.add_argument("--card", action="store_true", help="write README.md into the --model folder from the results")
+    p.add_argument("--checkpoint-note", default="", help="a sentence added to the card's checkpoint row")
     return p
 
 
@@ -344,6 +474,7 @@ def main(argv: list[str] | None = None, load: Callable = load_canvas) -> dict:
     if not all(0 < r <= 1 for r in args.rates) or not all(0 < t <= 1 for t in args.taus):
         raise SystemExit("--rates and --taus must lie in (0, 1]")
     torch.set_num_threads(args.threads)
+    start = time.perf_counter()
     models = {Path(args.model).name: load(args.model)}
     if args.baseline:
         models[Path(args.baseline).name] = load(args.baseline)
@@ -353,6 +484,9 @@ def main(argv: list[str] | None = None, load: Callable = load_canvas) -> dict:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     if args.markdown:
         Path(args.markdown).write_text(text)
+    if args.card:
+        write_card(Path(args.model), results, Path(args.baseline).name if args.baseline else None,
+                   time.perf_counter() - start, args.checkpoint_note)
     print(json.dumps(results, indent=2))
     return results
 

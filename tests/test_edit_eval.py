@@ -175,3 +175,32 @@ def test_main_writes_json_and_markdown(data_dir, tmp_path):
 def test_app_sampling_is_the_apps():
     config = edit_eval.app_sampling(64, 32)
     assert isinstance(config, SamplerConfig) and config.temperature == 1.0 and config.top_p == 0.95
+
+
+def test_the_card_carries_the_measured_numbers_and_the_commands(data_dir, tmp_path):
+    folder = tmp_path / "canvas-edit"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"vocab_size": 96, "hidden_size": 64, "num_hidden_layers": 2,
+                                                    "intermediate_size": 128, "max_position_embeddings": 512}))
+    args = {"command": "train", "objective": "edit", "mask_only_fraction": 0.5, "out": "runs/canvas-edit",
+            "init_from": "runs/canvas-diffusion/checkpoint.pt", "lr": 3e-4, "warmup": 50, "decay_steps": 1500,
+            "threads": 1, "bf16": True, "tokens": 0, "func": None}
+    (folder / "training.json").write_text(json.dumps({"step": 700, "tokens": 2_700_000, "seconds": 3600.0,
+                                                      "best": 4.25, "args": args}))
+    loaded = {str(folder): TINY, "base/canvas-diffusion": tiny_random_model(seed=1),
+              "ar": tiny_random_model(seed=0, causal=True)}
+    argv = ["--model", str(folder), "--baseline", "base/canvas-diffusion", "--ar", "ar", "--data", str(data_dir),
+            "--windows", "2", "--window", "16", "--samples", "1", "--prompts", "1", "--seeds", "1", "--gen-length",
+            "8", "--gen-block", "0", "--taus", "0.05", "--card", "--checkpoint-note", "; step 700 of a run in progress"]
+    results = edit_eval.main(argv, load=loaded.__getitem__)
+    card = (folder / "README.md").read_text()
+    ours = results["models"]["canvas-edit"]
+    assert f"{ours['likelihood']['random_0.3']['recovery_accuracy']:.1%}" in card
+    assert f"{ours['likelihood']['mask_elbo_bits_per_char']:.3f}" in card
+    assert f"{ours['sampling']['mask']['gen_ppl_under_ar']:.1f}" in card
+    assert "| canvas-diffusion | uniform gamma=0.5 |" in card and "700 optimiser steps" in card
+    assert ("train --objective edit --mask-only-fraction 0.5 --out runs/canvas-edit --init-from "
+            "runs/canvas-diffusion/checkpoint.pt --lr 0.0003 --warmup 50 --decay-steps 1500 --threads 1 --bf16 "
+            "--tokens 0") in card
+    assert "python -m dlm_core.edit_eval --model" in card and "--card" in card
+    assert "step 700 of a run in progress" in card and "{" not in card.split("## Evaluation")[1].split("```")[0]
