@@ -289,3 +289,17 @@ def test_model_and_prompt_errors_at_the_call():
 def test_more_steps_than_slots_are_allowed_under_uniform_noise():
     states = list(denoise(MODEL, PROMPT, uniform(gen_length=3, steps=7)))
     assert states[-1].nfe == 7 and states[-1].done
+
+
+def test_the_display_draws_our_uniform_run_as_drafts_that_settle():
+    from dlm_core.viz import RunView, canvas_html
+    from dlm_core.viz.canvas import status_line
+
+    config = uniform(gen_length=12, steps=8, gamma=1.0)
+    view = RunView.for_model(MODEL, PROMPT, config)
+    for state in denoise(MODEL, PROMPT, config):
+        view.add(state)
+    first = canvas_html(view, 0)
+    assert 'class="t d"' in first and 'class="t m' not in first  # random tokens shown as drafts, no masks
+    assert "starts as noise" in status_line(view, view.frame(0))
+    assert 'class="t d"' not in canvas_html(view, view.last_step)  # settled: every slot accepted
