@@ -159,3 +159,15 @@ def test_model_lookup_is_one_function():
     with pytest.raises(cli.CLIError) as excinfo:
         cli.load_model("definitely-not-a-model")
     assert excinfo.value.field == "model"
+
+
+def test_a_uniform_state_run_reports_its_noise_and_renoising(tmp_path, capsys):
+    out = tmp_path / "u.json"
+    argv = ["generate", "--prompt", "Hi", "--gen-length", "6", "--steps", "3", "--noise", "uniform", "--temperature",
+            "0.8", "--final-temperature", "0.4", "--display", "none", "--out", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert "noise uniform | entropy bound 0.1 | temperature 0.8 -> 0.4" in stdout and "renoised" in stdout
+    assert "strategy" not in stdout.split("--- stats ---")[1]
+    assert cli.main(["replay", str(out)]) == 0
+    assert "noise uniform" in capsys.readouterr().out  # the recorded trajectory keeps its noise

@@ -267,6 +267,7 @@ def test_a_batch_decodes_every_prompt_and_repeats_finished_rows():
         ({"noise": "gaussian"}, "noise", "one of mask, uniform"),
         ({"stop_confidence": 0.0}, "stop_confidence", "(0, 10]"),
         ({"stop_stability": 101}, "stop_stability", "[0, 100]"),
+        ({"steps": 2048}, "steps", "[1, 2047] or None with noise 'uniform'"),
     ],
 )
 def test_bad_settings_name_the_field_and_range(changes, field, words):
@@ -303,3 +304,15 @@ def test_the_display_draws_our_uniform_run_as_drafts_that_settle():
     assert 'class="t d"' in first and 'class="t m' not in first  # random tokens shown as drafts, no masks
     assert "starts as noise" in status_line(view, view.frame(0))
     assert 'class="t d"' not in canvas_html(view, view.last_step)  # settled: every slot accepted
+
+
+def test_a_uniform_run_is_recorded_and_replayed_state_for_state():
+    from dlm_core.trajectory import Trajectory, record
+
+    config = uniform(gen_length=12, steps=8, gamma=1.0, record_topk=True)
+    trajectory = record(MODEL, "A [MASK:2] b", config)
+    assert trajectory.noise == "uniform"
+    replayed = Trajectory.from_json(trajectory.to_json())
+    assert len(replayed.states) == len(trajectory.states)
+    for ours, theirs in zip(trajectory.states, replayed.states, strict=True):
+        assert ours == theirs, ours.step

@@ -343,6 +343,9 @@ class SamplerConfig:
                 raise ConfigError(
                     name, f"{name} must be {off} with noise 'uniform' (a uniform-state run refines one canvas of "
                           f"random tokens and renoises instead), got {getattr(self, name)!r}")
+        if self.steps is not None and self.steps >= MAX_STEPS:
+            raise ConfigError("steps", f"steps must be an integer in [1, {MAX_STEPS - 1}] or None with noise 'uniform' "
+                                       f"(the answer is recorded as one more state), got {self.steps}")
         if self.temperature <= 0:
             raise ConfigError("temperature", "temperature must be in (0, 10] with noise 'uniform' (it is the first "
                                              f"temperature of the schedule; drafts are sampled), got {self.temperature}")
