@@ -316,3 +316,18 @@ def test_a_uniform_run_is_recorded_and_replayed_state_for_state():
     assert len(replayed.states) == len(trajectory.states)
     for ours, theirs in zip(trajectory.states, replayed.states, strict=True):
         assert ours == theirs, ours.step
+
+
+def test_a_mask_trajectory_must_still_start_from_masks():
+    from dlm_core.trajectory import Trajectory, TrajectoryError, record
+
+    data = record(MODEL, "A b", SamplerConfig(gen_length=4)).to_dict()
+    data["initial_tokens"][-1] = 5
+    with pytest.raises(TrajectoryError) as error:
+        Trajectory.from_dict(data)
+    assert error.value.field == "initial_tokens"
+    uniform_data = record(MODEL, "A b", uniform(gen_length=4, steps=2)).to_dict()
+    uniform_data["initial_tokens"][-1] = 10_000  # not in the recorded vocabulary
+    with pytest.raises(TrajectoryError) as error:
+        Trajectory.from_dict(uniform_data)
+    assert error.value.field == "initial_tokens"
