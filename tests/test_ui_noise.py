@@ -54,3 +54,28 @@ def test_examples_of_an_untrained_model_are_left_out(tmp_path, monkeypatch):
     ]))
     monkeypatch.setattr(canvas_tab, "ASSETS", tmp_path)
     assert [e["label"] for e in canvas_tab.load_examples()] == ["a", "c"]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+def test_the_edit_models_examples_show_what_their_labels_say():
+    """The two canvas-edit examples, run as the app runs them (one thread): one edits a written token,
+    the other starts from random tokens, renoises and settles."""
+    import numpy as np
+
+    from dlm_core.sampler import denoise
+
+    model = registry.load_model("canvas-edit")
+    examples = [e for e in canvas_tab.load_examples() if e.get("model") == "canvas-edit"]
+    assert len(examples) == 2
+    for example in examples:
+        chosen = {k: v for k, v in example.items() if k not in ("label", "prompt", "model")}
+        config, _ = settings.build_config(example["prompt"], model.kind, **{**settings.START_VALUES, **chosen})
+        states = list(denoise(model, example["prompt"], config))
+        assert states[-1].done
+        if config.noise == "uniform":
+            slots = ~states[0].fixed
+            assert not np.isin(states[0].tokens[slots], [model.mask_id]).any()  # random tokens, not masks
+            assert sum(s.remasked.size for s in states) > 0  # it renoised slots it had accepted
+        else:
+            assert sum(s.edited.size for s in states) >= 1, example["label"]
