@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -335,7 +336,7 @@ tokens it already wrote (Revision: token editing τ) and settles a canvas that s
 | start | ``{init_from}`` (the shipped ``canvas-diffusion``'s checkpoint) |
 | objective | ``dlm_core.train.corruption_loss``: per sequence t ~ U(0, 1] (stratified), corruption rate p = t; {mask_only:.0%} of sequences are corrupted by masking alone, the others replace each corrupted token by a uniformly random ordinary token with probability u ~ U(0, 1), else by [MASK]; cross-entropy of the original token at every position, corrupted ones weighted 1/p |
 | data | the training plays of ``runs/data`` (as ``canvas-diffusion``), windows of {context} tokens |
-| compute | {steps:,} optimiser steps, {tokens:,} tokens, {hours:.2f} h on {threads} CPU thread(s), lr {lr:g} (warm-up {warmup}, cosine over {decay}), bf16 autocast |
+| compute | {steps:,} optimiser steps, {tokens:,} tokens, {hours:.2f} h on {threads} CPU thread{plural}, lr {lr:g} (warm-up {warmup}, cosine over {decay}), bf16 autocast |
 | checkpoint | ``best.pt``: the lowest held-out objective loss, {best:.4f} nats/token (fixed seed; this objective, not comparable with the masked-diffusion loss){checkpoint_note} |
 | weights | ``model.safetensors``, float16 |
 
@@ -352,7 +353,9 @@ seeds for both models; gen PPL is the perplexity of the generated region under t
 ``canvas-ar``. Edits: the last edit at a position whose token survives to the final text; precision =
 the share of those whose revert raises the AR twin's NLL of the text (i.e. the edit lowered it); mean
 NLL change per edit in nats (negative = the edits made the text likelier). Uniform: random-token
-canvas, temperature {t_max:g} → {t_min:g}, {uniform_steps} steps, entropy bound γ as named.
+canvas, temperature {t_max:g} → {t_min:g} (DiffusionGemma's schedule; the mask-based rows sample at
+temperature 1, so their perplexities are not at matched temperature), steps: {uniform_steps}, entropy
+bound γ as named.
 
 Findings (from the tables above):
 
@@ -367,7 +370,8 @@ python -m dlm_core.train export --checkpoint {out}/best.pt --data runs/data --ou
 {eval_command}
 ```
 
-The evaluation runs in about {eval_minutes:.0f} minutes on one CPU thread.
+The evaluation took {eval_minutes:.1f} minutes here on one CPU thread (a 2-core machine shared with a training run).
+The training log of the run is ``runs/canvas-edit/log.jsonl``.
 
 Load it: ``dlm_core.models.load_canvas("assets/{name}")``, or ``transformers.AutoModel.from_pretrained``
 once ``dlm_core.models.register_auto_classes()`` has run.
@@ -406,10 +410,11 @@ def findings(results: dict, model: str, baseline: str | None) -> str:
                  + (f"precision {v['edit_precision']['precision']:.0%}" if v["edit_precision"]["edits"] else "no edits")
                  for v in sampling.values() if "edit_precision" in v]
         lines.append(f"* {name}, token editing: " + "; ".join(edits) + ".")
-        uniform = [f"{variant}: gen PPL {v['gen_ppl_under_ar']:.0f}, known words {v['known_word_share']:.0%}"
-                   for variant, v in sampling.items() if variant.startswith("uniform")]
-        lines.append(f"* {name}, random-token canvases: " + "; ".join(uniform) + f" (mask-based: gen PPL "
-                     f"{sampling['mask']['gen_ppl_under_ar']:.0f}, known words {sampling['mask']['known_word_share']:.0%}).")
+        uniform = [f"{variant}: gen PPL {v['gen_ppl_under_ar']:.0f}, known words {v['known_word_share']:.0%}, "
+                   f"token entropy {v['token_entropy']:.2f}" for variant, v in sampling.items() if variant.startswith("uniform")]
+        lines.append(f"* {name}, random-token canvases: " + "; ".join(uniform) + f" (mask-based at temperature 1: gen PPL "
+                     f"{sampling['mask']['gen_ppl_under_ar']:.0f}, known words {sampling['mask']['known_word_share']:.0%}, "
+                     f"token entropy {sampling['mask']['token_entropy']:.2f}).")
     return "\n".join(lines)
 
 
@@ -425,9 +430,10 @@ def write_card(folder: Path, results: dict, baseline: str | None, seconds: float
     text = CARD.format(
         name=folder.name, params=params / 1e6, context=config["max_position_embeddings"],
         init_from=args.get("init_from"), mask_only=args.get("mask_only_fraction", 0.5), steps=training["step"],
-        tokens=training["tokens"], hours=training["seconds"] / 3600, threads=args.get("threads"), lr=args["lr"],
+        tokens=training["tokens"], hours=training["seconds"] / 3600, threads=args.get("threads"),
+        plural="" if args.get("threads") == 1 else "s", lr=args["lr"],
         warmup=args["warmup"], decay=args["decay_steps"], best=training["best"], checkpoint_note=checkpoint_note,
-        tables=markdown(results).split("\n", 2)[2], order=mask_settings["order_temperature"],
+        tables=markdown(results).split("\n", 2)[2].replace("\n## ", "\n### "), order=mask_settings["order_temperature"],
         block=mask_settings["block_length"] or mask_settings["gen_length"], t_max=uniform["temperature"],
         t_min=uniform["final_temperature"], uniform_steps=uniform["steps"] or "one per token",
         findings=findings(results, folder.name, baseline), train_args=train_command(args), out=args["out"],
@@ -479,7 +485,7 @@ def main(argv: list[str] | None = None, load: Callable = load_canvas) -> dict:
     if args.baseline:
         models[Path(args.baseline).name] = load(args.baseline)
     results, text = report(models, load(args.ar), Path(args.data), args)
-    results["command"] = " ".join(["python -m dlm_core.edit_eval", *(sys.argv[1:] if argv is None else argv)])
+    results["command"] = "python -m dlm_core.edit_eval " + shlex.join(sys.argv[1:] if argv is None else argv)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     if args.markdown:
