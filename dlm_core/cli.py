@@ -284,15 +284,19 @@ def print_summary(trajectory: Trajectory, stream: TextIO) -> None:
     print("--- final text ---", file=stream)
     print(_visible(trajectory.final_text), file=stream)
     print("--- stats ---", file=stream)
-    print(
-        f"model {trajectory.model} | strategy {config['strategy']} | remask {config['remask']} | "
-        f"cfg {config['cfg_scale']:g} | temperature {config['temperature']:g}",
-        file=stream,
-    )
+    uniform = getattr(trajectory, "noise", "mask") == "uniform" and config.get("noise") == "uniform"
+    if uniform:  # our uniform-state sampler: no strategy, an entropy bound and a temperature schedule
+        final = config.get("final_temperature")
+        how = (f"noise uniform | entropy bound {config['gamma']:g} | temperature {config['temperature']:g}"
+               f" -> {config['temperature'] if final is None else final:g}")
+    else:
+        how = (f"strategy {config['strategy']} | remask {config['remask']} | cfg {config['cfg_scale']:g} | "
+               f"temperature {config['temperature']:g}")
+    print(f"model {trajectory.model} | {how}", file=stream)
     print(
         f"steps {stats['steps']} | NFE {stats['nfe']} | generated {stats['generated']} | "
         f"tokens/forward {stats['tokens_per_forward']:.2f} | wall {stats['elapsed']:.3f} s | "
-        f"re-masked {stats['remasked']}" + ("" if stats["complete"] else " | INCOMPLETE"),
+        f"{'renoised' if uniform else 're-masked'} {stats['remasked']}" + ("" if stats["complete"] else " | INCOMPLETE"),
         file=stream,
     )
 

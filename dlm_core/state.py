@@ -148,14 +148,17 @@ class RunInfo:
         """The ``RunInfo`` fields for ``model`` (a ``ModelAdapter``), ``prompt`` and ``config`` (a
         ``SamplerConfig`` or its dict), as keyword arguments for ``RunInfo`` or any subclass."""
         plan = getattr(model, "steps_per_block", None)
+        settings = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        # A model's own noise (DiffusionGemma), or the run's (``SamplerConfig.noise``, our sampler).
+        noise = str(getattr(model, "noise", "mask"))
         return {
             "model": str(model.name),
             "model_kind": str(model.kind),
             "prompt": prompt,
-            "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
+            "config": settings,
             "mask_id": int(model.mask_id),
             "eos_ids": tuple(int(i) for i in model.eos_ids),
-            "noise": str(getattr(model, "noise", "mask")),
+            "noise": "uniform" if settings.get("noise") == "uniform" else noise,
             "steps_per_block": int(plan(config)) if plan is not None and hasattr(config, "to_dict") else None,
         }
 

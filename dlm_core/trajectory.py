@@ -14,7 +14,8 @@ JSON schema ``diffusion-canvas/trajectory/1`` (one object; every key required un
     prompt          str, the prompt as typed
     config          SamplerConfig fields (validated as a SamplerConfig)
     prompt_length   int, positions before the appended region
-    initial_tokens  [int] * length: the canvas before step 1 (mask_id at slots)
+    initial_tokens  [int] * length: the canvas before step 1 (mask_id at slots; a uniform-state run
+                    may start its slots from other tokens: our sampler's random canvas)
     slots           [int], sorted: generation positions; every other position is fixed
     vocab           {"ids": [int] sorted unique, "texts": [str]}: the text of every id used anywhere,
                     so replay needs neither model nor tokenizer
@@ -561,7 +562,7 @@ class _Reader:
         fixed[slots] = False
         if not bool((~fixed[prompt_length:]).all()):
             raise TrajectoryError("slots", "every position from prompt_length on must be a generation slot")
-        if not bool((initial[slots] == mask_id).all()):
+        if noise == "mask" and not bool((initial[slots] == mask_id).all()):
             raise TrajectoryError("initial_tokens", "every slot must hold model.mask_id initially")
 
         vocab_data = self.object(data["vocab"], "vocab", {"ids", "texts"})
@@ -574,7 +575,7 @@ class _Reader:
             for n, (i, t) in enumerate(zip(vocab_ids.tolist(), texts, strict=True))
         }
         self.known = vocab_ids
-        self.require_known(initial[fixed], "initial_tokens")
+        self.require_known(initial[fixed] if noise == "mask" else initial, "initial_tokens")
 
         final_text = self.text(data["final_text"], "final_text")
         answer_text = self.text(data["answer_text"], "answer_text")

@@ -81,6 +81,11 @@ def test_strategies_and_remasking_match_direct_runs(url):
             {"remask": "cap", "eta": 0.3, "temperature": 0.9, "seed": 7, "block_length": 12},
         ),
         ({"cache": "dual", "block_length": 8, "gen_length": 24, "steps": 24}, {"cache": "dual", "block_length": 8}),
+        (  # a canvas of random tokens (uniform-state decoding)
+            {"noise": "uniform", "temperature": 0.8, "final_temperature": 0.4, "gamma": 0.5, "seed": 5,
+             "gen_length": 24, "steps": 24},
+            {"noise": "uniform", "temperature": 0.8, "final_temperature": 0.4, "gamma": 0.5, "seed": 5},
+        ),
     ]
     for ui, config in cases:
         job = api.submit(**settings(**ui), api_name="/generate")

@@ -194,3 +194,15 @@ def test_generate_honours_prompt_escapes_and_raw_prompt(tmp_path, capsys):
         cli.main(["generate", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert r"\n is a newline, \t a tab, \\ a backslash" in help_text and "--raw-prompt" in help_text
+
+
+def test_a_uniform_state_run_reports_its_noise_and_renoising(tmp_path, capsys):
+    out = tmp_path / "u.json"
+    argv = ["generate", "--prompt", "Hi", "--gen-length", "6", "--steps", "3", "--noise", "uniform", "--temperature",
+            "0.8", "--final-temperature", "0.4", "--display", "none", "--out", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert "noise uniform | entropy bound 0.1 | temperature 0.8 -> 0.4" in stdout and "renoised" in stdout
+    assert "strategy" not in stdout.split("--- stats ---")[1]
+    assert cli.main(["replay", str(out)]) == 0
+    assert "noise uniform" in capsys.readouterr().out  # the recorded trajectory keeps its noise

@@ -39,6 +39,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "dlm_core.code_data",
             "dlm_core.code_eval",
             "dlm_core.frontier",
+            "dlm_core.edit_eval",
         ),
     ),
 ]

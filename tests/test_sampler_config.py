@@ -198,17 +198,23 @@ def test_order_temperature_only_with_strategies_that_rank_by_confidence():
 # -- the settings table ----------------------------------------------------------------------------------
 
 
+# Settings that apply only to uniform-state runs, and the context they are valid in.
+UNIFORM_ONLY = {"final_temperature": {"noise": "uniform", "temperature": 10.0},
+                "stop_confidence": {"noise": "uniform", "temperature": 1.0}}
+
+
 def test_every_field_is_in_the_settings_table_with_its_range_in_the_messages():
     assert list(SETTINGS) == [f.name for f in fields(SamplerConfig)]
     for name, spec in SETTINGS.items():
         assert spec.label and spec.help and spec.kind in ("int", "float", "choice", "bool"), name
+        context = UNIFORM_ONLY.get(name, {})
         if spec.kind in ("int", "float"):
             with pytest.raises(ConfigError) as info:  # just past the top of the table's range
-                SamplerConfig(**{name: spec.high * 2 + 1 if spec.kind == "float" else int(spec.high) + 1})
+                SamplerConfig(**context, **{name: spec.high * 2 + 1 if spec.kind == "float" else int(spec.high) + 1})
             assert info.value.field == name and spec.interval() in info.value.message, info.value.message
             needs = {"edit_threshold": 0.5} if name == "edit_post_steps" else {}  # edit-only steps edit with it
             if name != "remask_t_off":  # whose top is ruled out by t_off < t_on <= 1
-                SamplerConfig(**{name: spec.high if not spec.open_high else spec.high / 2}, **needs)  # the top is fine
+                SamplerConfig(**context, **needs, **{name: spec.high if not spec.open_high else spec.high / 2})  # the top is fine
 
 
 def test_every_widget_value_is_a_valid_config_value():
@@ -225,7 +231,7 @@ def test_every_widget_value_is_a_valid_config_value():
             if value is None or value == widget.off or (name, value) in (("remask_t_on", 0), ("remask_t_off", 1)):
                 continue  # these ends leave no t with t_off < t <= t_on: a cross-field error, reported as such
             partner = {"edit_threshold": 0.9} if name == "edit_post_steps" else {}  # edit-only steps edit with it
-            SamplerConfig(**{name: int(value) if spec.kind == "int" else float(value)}, **partner)
+            SamplerConfig(**UNIFORM_ONLY.get(name, {}), **partner, **{name: int(value) if spec.kind == "int" else float(value)})
 
 
 @pytest.mark.parametrize(

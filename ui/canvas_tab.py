@@ -192,6 +192,10 @@ def create_ui() -> CanvasUI:
             for name in ("remask", "eta", "remask_t_on", "remask_t_off", "edit_threshold", "edit_post_steps"):
                 c[name] = setting_widget(name, value=first_example[name])
         c["remask_box"] = remask_box
+        with gr.Accordion("Noise: masks or random tokens (uniform-state)", open=False) as noise_box:
+            for name in ("noise", "final_temperature", "stop_confidence"):
+                c[name] = setting_widget(name, value=first_example[name])
+        c["noise_box"] = noise_box
         with gr.Accordion("Guidance and speed", open=False) as cfg_box:
             for name in ("cfg_scale", "cache"):
                 c[name] = setting_widget(name, value=first_example[name])
@@ -291,9 +295,10 @@ def create_ui() -> CanvasUI:
     with examples_column:
         # Every setting is part of an example (missing keys take START_VALUES), so clicking one
         # always reproduces the same run whatever was changed before.
-        example_fields = list(SETTINGS)  # the model too: the code examples switch to the code model
+        example_fields = list(SETTINGS)
+        defaults = {**START_VALUES, "model": default_model_key()}
         c["examples"] = gr.Examples(
-            examples=[[{**START_VALUES, **e}[name] for name in example_fields] for e in examples],
+            examples=[[{**defaults, **e}[name] for name in example_fields] for e in examples],
             inputs=[c[name] for name in example_fields],
             example_labels=[e["label"] for e in examples],
             label="Examples: click one, then Generate (they set every setting)",

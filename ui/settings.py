@@ -107,8 +107,9 @@ def build_config(
 
     Settings whose controls are hidden for this strategy or model do not apply (order randomness
     for a strategy that does not rank by confidence, re-masking for a strategy that cannot re-mask,
-    guidance and the KV cache for an autoregressive model, steps for left-to-right); an
-    autoregressive model always decodes left to right (with a note).
+    guidance and the KV cache for an autoregressive model, steps for left-to-right, the temperature
+    schedule and early stop of random-token canvases for masks, block length for random tokens, with a
+    note); an autoregressive model always decodes left to right (with a note).
     ``steps`` outside ``steps_range`` (at least one per block, at most one per slot) is clamped with
     a note: the sliders are independent, so 32 steps for 16 tokens is an easy request to make.
     ``own_sampler``: the model runs its own sampler (DiffusionGemma, LLaDA 2.x), where ``steps`` counts
@@ -153,6 +154,11 @@ def build_config(
         config["remask"] = None
         config["edit_threshold"] = None
         config["edit_post_steps"] = None
+    if config.get("noise") != "uniform":  # the temperature schedule and early stop of random-token canvases
+        config.update(final_temperature=None, stop_confidence=None)
+    elif config.get("block_length") is not None:
+        note = (note + " " if note else "") + "Random tokens: the whole answer is one canvas, so block length does not apply."
+        config["block_length"] = None
     if model_kind == "autoregressive":
         config.update(cfg_scale=0.0, cache=None)  # an AR model always decodes with its exact KV cache
     return SamplerConfig(**config, record_topk=True), note

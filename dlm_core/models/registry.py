@@ -119,6 +119,18 @@ CANVAS_PARALLEL = replace(
     description="canvas-diffusion trained further to write many tokens per pass (certainty-forcing "
     "self-distillation, see its model card); same size, tokenizer and AR twin.",
 )
+# The same model further trained to also correct wrong tokens (``train --objective edit``: random-token
+# corruption next to masking): token editing in mask-based decoding, and canvases of random tokens that
+# settle (``SamplerConfig.noise = "uniform"``). Listed once its folder holds a trained model.
+CANVAS_EDIT = replace(
+    CANVAS_DIFFUSION,
+    key="canvas-edit",
+    display_name="Shakespeare, edit-trained (5.9M)",
+    repo_id="assets/canvas-edit",
+    description="canvas-diffusion trained further to also correct wrong tokens (random tokens mixed in with the "
+    "masks): it rewrites tokens while writing (token editing) and settles a canvas of random tokens (Noise: random "
+    "tokens); same size, tokenizer and AR twin. See its model card.",
+)
 # The code pair (``scripts/train_code.sh``): the same architecture and size, trained on the Python
 # standard library; listed once their folders hold trained models.
 CODE_DIFFUSION = replace(
@@ -151,6 +163,10 @@ TINY_RANDOM = ModelSpec(
 )
 
 
+# The built-ins listed only once their folder under assets/ holds a trained model.
+OPTIONAL_BUILTINS = (CANVAS_PARALLEL, CANVAS_EDIT, CODE_DIFFUSION, CODE_AR)
+
+
 def trained_builtins(specs: tuple[ModelSpec, ...], assets: Path = ASSETS_DIR) -> tuple[ModelSpec, ...]:
     """The built-in ``specs`` whose folder under ``assets`` holds a trained model (a config.json)."""
     return tuple(spec for spec in specs if (assets / Path(spec.repo_id).name / "config.json").is_file())
@@ -158,7 +174,7 @@ def trained_builtins(specs: tuple[ModelSpec, ...], assets: Path = ASSETS_DIR) ->
 
 _SPECS = (
     CANVAS_DIFFUSION,
-    *trained_builtins((CANVAS_PARALLEL,)),
+    *trained_builtins((CANVAS_PARALLEL, CANVAS_EDIT)),
     ModelSpec(
         key="canvas-ar",
         display_name="Canvas autoregressive twin (built-in)",

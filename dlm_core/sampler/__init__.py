@@ -3,7 +3,7 @@
 Public API: ``denoise`` / ``denoise_batch`` (the loop, ``loop.py``), ``SamplerConfig`` + ``ConfigError``
 (settings, validated in one place), ``STRATEGIES`` (the unmasking rules), ``encode_prompt`` /
 ``parse_prompt`` + ``PromptError`` ([MASK] placeholders), ``canvas_prompt`` (a canvas given as token
-ids), ``StepState`` (one snapshot: numpy only). No UI code here, and nothing imports
+ids), ``uniform_batch`` (uniform-state decoding, ``config.noise == "uniform"``), ``StepState`` (one snapshot: numpy only). No UI code here, and nothing imports
 ``dlm_core.trajectory`` (it builds on these types).
 
 The settings and prompts are plain Python and load at once; the loop, the schedule and the strategies
@@ -14,7 +14,7 @@ run torch and load on first use of one of their names (PEP 562 ``__getattr__``),
 import importlib
 
 from ..state import StepState
-from .config import REMASK_MODES, ConfigError, SamplerConfig
+from .config import NOISE_MODES, REMASK_MODES, ConfigError, SamplerConfig
 from .prompt import EncodedPrompt, PromptError, Segment, canvas_prompt, encode_prompt, parse_prompt, prompt_text
 
 # Torch-backed names, by the module that defines them.
@@ -22,6 +22,7 @@ _TORCH_MODULES = {
     "loop": ("FullForward", "denoise", "denoise_batch", "generate", "edit_positions", "remask_positions", "run_to_end", "tokens_per_forward"),
     "schedule": ("allocate_steps", "num_transfer_tokens", "split_blocks"),
     "strategies": ("STRATEGIES", "Selection", "StepContext", "StrategySpec", "strategy"),
+    "uniform": ("entropy_bound_accept", "noise_ids", "uniform_batch"),
 }
 _MODULE_OF = {name: module for module, names in _TORCH_MODULES.items() for name in names}
 
@@ -36,6 +37,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "NOISE_MODES",
     "REMASK_MODES",
     "ConfigError",
     "EncodedPrompt",

@@ -39,6 +39,8 @@ MAX_CFG_SCALE = 100.0
 MAX_EDIT_POST_STEPS = 64
 REMASK_MODES = ("cap", "rescale", "confidence")
 CACHE_MODES = ("prefix", "dual")
+NOISE_MODES = ("mask", "uniform")
+MAX_STOP_STABILITY = 100
 
 
 class ConfigError(ValueError):
@@ -112,6 +114,9 @@ def setting(default: Any, spec: Setting) -> Any:
 REMASK_LABELS = (("Off", "off"), ("Cap (ReMDM-cap)", "cap"), ("Rescale (ReMDM-rescale)", "rescale"),
                  ("Least sure first (ReMDM-conf)", "confidence"))
 CACHE_LABELS = (("Off (exact)", "off"), ("Prefix cache", "prefix"), ("Dual cache (prefix + suffix)", "dual"))
+NOISE_LABELS = (("Masks (masked diffusion)", "mask"), ("Random tokens (uniform-state, DiffusionGemma-style)", "uniform"))
+# The settings a uniform-state run does not have: each must be off (name -> what "off" is, for messages).
+UNIFORM_OFF = {"block_length": None, "remask": None, "edit_threshold": None, "cache": None, "cfg_scale": 0.0}
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,21 @@ class SamplerConfig:
             One difference: diffusers' ``LLaDA2Pipeline`` skips them when a block's last mask is written
             at its last budgeted step; ours always take them (``tests/test_sampler_editing.py`` checks
             runs where both do, step for step).
+    Noise (``sampler.uniform``)
+        noise: "mask" (masked diffusion: slots start as [MASK], the strategy unmasks them) or "uniform"
+            (uniform-state diffusion as DiffusionGemma decodes: slots start as random tokens; every step
+            samples a draft of every slot, accepts the lowest-entropy slots within the entropy budget
+            ``gamma`` and renoises the rest; ``sampler.uniform``). Under "uniform" the strategy and its
+            knobs do not apply; ``steps`` is the number of denoising steps (None = one per slot, any
+            number in [1, 2048]); ``temperature`` > 0 is the schedule's first temperature t_max;
+            ``block_length``, ``remask``, ``edit_threshold``, ``cache`` and ``cfg_scale`` must be off.
+        final_temperature: uniform only: the schedule's t_min in [0, temperature]; the temperature falls
+            linearly from t_max to t_min (DiffusionGemma's ``LinearTemperatureScheduleLogitsProcessor``).
+            None = a constant ``temperature``.
+        stop_confidence: uniform only: stop early once the argmax canvas is stable and the mean entropy of
+            the slots (nats, temperature-scaled) is below this, in (0, 10] (DiffusionGemma's
+            ``StableAndConfidentStoppingCriteria``); None = run every step.
+        stop_stability: steps the argmax canvas must stay unchanged for that stop, in [0, 100].
     Recording
         record_topk: also record the 5 most likely tokens and their probabilities per position.
     """
@@ -250,6 +270,26 @@ class SamplerConfig:
         widget=Widget("Reuse the model's work on the text outside the current block: faster, slightly approximate "
                       "(Fast-dLLM). Best with a block length. Not with guidance.", value="off", off="off",
                       choices=CACHE_LABELS)))
+    noise: str = setting("mask", Setting(
+        "Noise", "what generation slots start as: mask ([MASK], unmasked by the strategy) or uniform (random "
+        "tokens, refined: DiffusionGemma's entropy-bound acceptance and renoising)", "choice", choices=NOISE_MODES,
+        widget=Widget("What the blank canvas starts as. Masks: the model fills them in. Random tokens: the model "
+                      "keeps the tokens it is sure of and re-draws the rest at random each step, until the canvas "
+                      "settles (uniform-state diffusion; best with a model trained to correct tokens).",
+                      value="mask", choices=NOISE_LABELS)))
+    final_temperature: float | None = setting(None, Setting(
+        "Final temperature", "uniform noise: the temperature falls linearly from temperature (first step) to "
+        "this (last step), in [0, temperature]; none = constant", "float", 0.0, MAX_TEMPERATURE, optional=True,
+        widget=Widget("Random tokens only: the temperature falls from the one above to this by the last step "
+                      "(DiffusionGemma anneals 0.8 to 0.4).", 0, 2, 0.05, 0.5)))
+    stop_confidence: float | None = setting(None, Setting(
+        "Stop when sure", "uniform noise: stop once the argmax canvas is stable and its mean entropy (nats) is below "
+        "this, in (0, 10] (none = run every step)", "float", 0.0, 10.0, open_low=True, optional=True,
+        widget=Widget("Random tokens only: stop early once the canvas stops changing and the model's average "
+                      "uncertainty is below this (0 = always run every step).", 0, 2, 0.05, 0.0, off=0.0)))
+    stop_stability: int = setting(1, Setting(
+        "Stable for", "uniform noise: steps the argmax canvas must stay unchanged for the early stop", "int",
+        0, MAX_STOP_STABILITY))
     record_topk: bool = setting(False, Setting("Record top-5", "record the 5 most likely tokens per position", "bool"))
 
     def __post_init__(self) -> None:
@@ -271,6 +311,7 @@ class SamplerConfig:
                 "remask_t_off",
                 f"remask_t_off must be < remask_t_on ({self.remask_t_on}), got {self.remask_t_off}",
             )
+        self._check_noise()
         spec = STRATEGY_RULES[self.strategy]
         if self.order_temperature > 0 and not spec.ranked:
             ranked = ", ".join(name for name, other in STRATEGY_RULES.items() if other.ranked)
@@ -298,12 +339,35 @@ class SamplerConfig:
         # per block, checked against the prompt's slots when ``denoise`` starts); a model with its own
         # sampler counts them per block (its adapter checks its range). So no blocks rule here.
         if self.steps is not None and self.gen_length > 0:
-            if spec.one_per_step and self.steps < self.gen_length:
+            if spec.one_per_step and self.noise == "mask" and self.steps < self.gen_length:
                 raise ConfigError(
                     "steps",
                     f"steps must equal the number of generation slots (>= gen_length {self.gen_length}) "
                     f"for strategy {self.strategy}, or be None, got {self.steps}",
                 )
+
+    def _check_noise(self) -> None:
+        """The rules of ``noise``: what a uniform-state run needs and which settings only it has."""
+        if self.noise == "mask":
+            for name in ("final_temperature", "stop_confidence"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(name, f"{name} must be None with noise 'mask' (it applies to noise 'uniform'), "
+                                            f"got {getattr(self, name)}")
+            return
+        for name, off in UNIFORM_OFF.items():
+            if getattr(self, name) != off:
+                raise ConfigError(
+                    name, f"{name} must be {off} with noise 'uniform' (a uniform-state run refines one canvas of "
+                          f"random tokens and renoises instead), got {getattr(self, name)!r}")
+        if self.steps is not None and self.steps >= MAX_STEPS:
+            raise ConfigError("steps", f"steps must be an integer in [1, {MAX_STEPS - 1}] or None with noise 'uniform' "
+                                       f"(the answer is recorded as one more state), got {self.steps}")
+        if self.temperature <= 0:
+            raise ConfigError("temperature", "temperature must be in (0, 10] with noise 'uniform' (it is the first "
+                                             f"temperature of the schedule; drafts are sampled), got {self.temperature}")
+        if self.final_temperature is not None and self.final_temperature > self.temperature:
+            raise ConfigError("final_temperature", f"final_temperature must be in [0, temperature = {self.temperature}] "
+                                                   f"(the temperature falls), got {self.final_temperature}")
 
     def _check(self, name: str, spec: Setting) -> None:
         """One field against its ``Setting``: kind, then range or choices; None only if optional.

@@ -5,6 +5,8 @@ one state per model step until no mask is left. ``denoise_batch(model, prompts, 
 several prompts with ONE forward pass per step and yields a list of states (one per prompt) per
 step; ``denoise`` is its batch-of-one case. Both validate everything before returning the generator,
 so bad settings raise ``ConfigError`` / ``PromptError`` at the call, before any forward pass.
+With ``config.noise == "uniform"`` the slots start as random tokens instead and the run is
+``uniform.uniform_batch``'s (DiffusionGemma's entropy-bound acceptance and renoising).
 
 One step (LLaDA's Algorithm 5 generalised; all tensors batched over rows, no per-position loops;
 ``_Run._advance`` runs these as named sub-steps and returns one ``_StepResult``):
@@ -64,6 +66,7 @@ from .prompt import EncodedPrompt, PromptError, encode_prompt
 from .sampling import gumbel_argmax, truncate, truncates
 from .schedule import allocate_steps, dream_timesteps, split_blocks
 from .strategies import STRATEGIES, Selection, StepContext, top_k_mask
+from .uniform import uniform_batch
 
 MAX_BATCH = 256
 
@@ -168,6 +171,12 @@ def remask_positions(
 # -- the run -----------------------------------------------------------------------------------------
 
 
+def _checked_prompts(prompts):
+    if isinstance(prompts, str) or not isinstance(prompts, Sequence) or not 1 <= len(prompts) <= MAX_BATCH:
+        raise PromptError("prompts", f"prompts must be a list of 1 to {MAX_BATCH} strings")
+    return prompts
+
+
 class _Run:
     """All state of one batched run: tensors on the model's device, rows right-padded."""
 
@@ -175,8 +184,7 @@ class _Run:
         if not isinstance(config, SamplerConfig):
             raise ConfigError("config", f"config must be a SamplerConfig, got {type(config).__name__}")
         self.forward = step_function(model, config)
-        if isinstance(prompts, str) or not isinstance(prompts, Sequence) or not 1 <= len(prompts) <= MAX_BATCH:
-            raise PromptError("prompts", f"prompts must be a list of 1 to {MAX_BATCH} strings")
+        _checked_prompts(prompts)
         self.model, self.config = model, config
         self.spec = STRATEGIES[config.strategy]
         if model.kind == "autoregressive":  # e.g. without a KV cache: decoded here, one slot per step
@@ -632,6 +640,11 @@ def denoise_batch(model, prompts: Sequence[str | EncodedPrompt], config: Sampler
     selects a Fast-dLLM ``CachedForward`` for diffusion models (``step_function``).
     """
     config = SamplerConfig() if config is None else config
+    if isinstance(config, SamplerConfig) and config.noise == "uniform":
+        if getattr(model, "run_states", None) is not None:
+            raise ConfigError("noise", f"noise must be 'mask' for {model.name}: it runs its own sampler "
+                                       f"(its own noise is {getattr(model, 'noise', 'mask')!r})")
+        return uniform_batch(model, _checked_prompts(prompts), config)
     if getattr(model, "run_states", None) is not None:
         return _external_batch(model, prompts, config)
     if getattr(model, "kind", None) == "autoregressive" and getattr(model, "supports_cache", False):
