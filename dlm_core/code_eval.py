@@ -329,6 +329,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bpc-json", default=None,
                         help="with --write-cards: the JSON of `python -m dlm_core.evaluate --data runs/code-data ...`")
     parser.add_argument("--write-cards", action="store_true", help="write README.md model cards into both folders")
+    parser.add_argument("--results", default=None,
+                        help="with --write-cards: take the figures from this --json output instead of measuring again")
     args = parser.parse_args(argv)
     if args.write_cards and not args.bpc_json:
         parser.error("--write-cards needs --bpc-json (the held-out bits per character)")
@@ -339,12 +341,12 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"{flag} must be in [{low}, {high}], got {value}")
     if not args.fixed or args.fixed[0] != 1:
         parser.error("--fixed must start with 1 (the one-token-per-step reference row)")
-    result = report(args)
+    result = json.loads(Path(args.results).read_text()) if args.results else report(args)
     text = markdown(result)
     print(text)
     if args.out:
         Path(args.out).write_text(text)
-    if args.json:
+    if args.json and not args.results:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     if args.write_cards:
         bpc = json.loads(Path(args.bpc_json).read_text())
