@@ -262,13 +262,13 @@ tags: [diffusion-canvas, python, code, {tag}]
 ## Evaluation
 
 Held-out modules, bits per character (``python -m dlm_core.evaluate --data runs/code-data --ar assets/code-ar
---diffusion assets/code-diffusion``):
+--diffusion assets/code-diffusion --samples {mc}``):
 
 | | bits per character |
 | --- | ---: |
 | unigram baseline | {unigram:.3f} |
 | autoregressive twin (exact NLL) | {ar_bpc:.3f} |
-| diffusion model (ELBO upper bound, s.e. {stderr:.3f}) | {diff_bpc:.3f} |
+| diffusion model (ELBO upper bound, {mc} draws of t per window, s.e. {stderr:.3f}) | {diff_bpc:.3f} |
 
 Completing held-out functions from their signature and docstring (``python -m dlm_core.code_eval``):
 
@@ -303,7 +303,8 @@ def write_cards(result: dict, bpc: dict, diffusion: Path, ar: Path, data: Path) 
                        "on masked tokens weighted by 1/t" if is_diffusion else "next-token cross-entropy"),
             steps=training["step"], tokens=training["tokens"], hours=training["seconds"] / 3600,
             unigram=bpc["unigram_bits_per_char"], ar_bpc=bpc["ar_bits_per_char"], diff_bpc=bpc["diffusion_bits_per_char"],
-            stderr=bpc["diffusion_bits_per_char_stderr"], generation=markdown(result),
+            stderr=bpc["diffusion_bits_per_char_stderr"], mc=bpc["diffusion_samples_per_window"],
+            generation=markdown(result),
         )
         (folder / "README.md").write_text(card)
 
@@ -317,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="the Shakespeare model to compare tokens per forward with ('' to skip)")
     parser.add_argument("--functions", type=int, default=8, help="held-out functions to complete")
     parser.add_argument("--prose-prompts", type=int, default=len(SAMPLE_PROMPTS))
-    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--fixed", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--thresholds", type=float, nargs="*", default=[0.9, 0.7, 0.5])

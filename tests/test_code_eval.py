@@ -109,7 +109,7 @@ def test_write_cards_fills_every_number_from_its_sources(tmp_path):
     result = {"functions": ["a.py:f"], "length": 128, "seeds": 1, "app_defaults": {"diffusion": row, "ar": row},
               "sweep": {"code": {"rows": [row], "best_within_targets": row}}}
     bpc = {"unigram_bits_per_char": 5.1, "ar_bits_per_char": 1.234, "diffusion_bits_per_char": 1.456,
-           "diffusion_bits_per_char_stderr": 0.012}
+           "diffusion_bits_per_char_stderr": 0.012, "diffusion_samples_per_window": 8}
     code_eval.write_cards(result, bpc, folders["code-diffusion"], folders["code-ar"], data)
     diffusion_card = (folders["code-diffusion"] / "README.md").read_text()
     ar_card = (folders["code-ar"] / "README.md").read_text()
