@@ -59,6 +59,13 @@ class ExternalAdapter(ModelAdapter):
     noise = "mask"
     engine = ""
 
+    def checked(self, prompt: str, config) -> tuple[list[int], dict[str, Any]]:
+        """The prompt's ids and the sampler's settings, after every check a run makes (``ExternalConfigError``)."""
+        self.check(config)
+        ids = self.prompt_ids(prompt)
+        self.check_length(ids, config.gen_length)
+        return ids, self.settings(config)
+
     def describe_source(self, config) -> dict[str, Any]:
         """What recorded the run: the repository and the settings its sampler ran with (``settings``)."""
         return {"model": self.spec.repo_id, **self.settings(config)}
@@ -214,10 +221,7 @@ class DiffusionGemmaAdapter(ExternalAdapter):
         }
 
     def prepare_run(self, prompt: str, config):
-        self.check(config)
-        ids = self.prompt_ids(prompt)
-        self.check_length(ids, config.gen_length)
-        settings = self.settings(config)
+        ids, settings = self.checked(prompt, config)
         canvases = math.ceil(config.gen_length / self.canvas_length)
         gen_slots = canvases * self.canvas_length
         if len(ids) + gen_slots > self.max_length:
@@ -355,10 +359,7 @@ class LLaDA2Adapter(ExternalAdapter):
         }
 
     def prepare_run(self, prompt: str, config):
-        self.check(config)
-        ids = self.prompt_ids(prompt)
-        self.check_length(ids, config.gen_length)
-        settings = self.settings(config)
+        ids, settings = self.checked(prompt, config)
         return lambda sink: self._run(ids, config, settings, sink)
 
     def _run(self, ids, config, settings, sink):
