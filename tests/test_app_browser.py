@@ -347,6 +347,8 @@ def test_race_lanes_and_heatmaps_fit_1440x900_and_the_settings_panel_steps_aside
     heatmaps are inside the viewport (each canvas still shows several lines); the Canvas tab's
     settings panel leaves the Race tab its full width and is back when the Canvas tab is."""
     page, dialogs = open_page(browser, url, width=1440, height=900)
+    # The panel slides open after the page loads (a 0.3 s transition): measure it once it is open.
+    page.wait_for_function(f"() => ({BOX})('#dc-settings').right >= 250", timeout=TIMEOUT)
     settings_right = page.evaluate(BOX, "#dc-settings")["right"]
     page.get_by_role("tab", name="Race").click()
     page.wait_for_selector("#dc-race-go", state="visible", timeout=TIMEOUT)
