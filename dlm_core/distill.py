@@ -46,11 +46,14 @@ from .models.canvas_lm import CanvasLM
 from .sampler.config import SamplerConfig
 from .sampler.loop import denoise_batch
 from .sampler.prompt import canvas_prompt
+from .sampler.sampling import truncate
+from .sampler.strategies import top_k_mask
 from .train import TrainingRun, diffusion_loss, export, learning_rate, load_tokenizer, sample_batch
 
 SHARD_SIZE = 64
 PROMPT_LENGTHS = (8, 16, 32, 64)
 CONFIDENT = 0.9  # Fast-dLLM's default threshold: the held-out "would commit" share uses it
+BEST_BY = {"certainty": "ce", "sdtt": "kl"}  # the held-out metric that picks best.pt, per objective
 
 # How the teacher writes: the app's default decoding of the built-in model, with Fast-dLLM's dual
 # cache so that generation is affordable on a CPU (block-level approximation, refreshed per block).
@@ -161,6 +164,78 @@ def certainty_forcing_loss(
     return cross_entropy + beta * forced, stats
 
 
+# ------------------------------------------------------------- SDTT: two teacher passes in one
+
+
+def student_canvas(
+    rows: torch.Tensor, prompt_length: int, block: int, student_k: int, mask_id: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One noisy canvas per row, in a state the student meets when it decodes ``student_k`` slots a pass.
+
+    Returns (noisy B x L, masked B x L: the active block's masked slots). Per row: active block
+    k ~ U{blocks}; j * ``student_k`` of its slots are clean (j ~ U{0 .. block / student_k - 1}), chosen
+    uniformly at random (SDTT's forward process; at inference the clean ones are the confident ones);
+    the prompt and earlier blocks are clean, later blocks are masks (LLaDA's semi-autoregressive layout).
+    """
+    batch, length = rows.shape
+    blocks = (length - prompt_length) // block
+    start = prompt_length + torch.randint(0, blocks, (batch,), generator=generator) * block
+    position = torch.arange(length)
+    in_block = (position >= start[:, None]) & (position < start[:, None] + block)
+    after = position >= start[:, None] + block
+    clean = torch.randint(0, block // student_k, (batch,), generator=generator) * student_k
+    # A random order of the active block's slots (slots outside it sort last): the first `clean` stay clean.
+    order = torch.rand(batch, length, generator=generator).masked_fill(~in_block, 2.0).argsort(1).argsort(1)
+    masked = in_block & (order >= clean[:, None])
+    return rows.masked_fill(masked | after, mask_id), masked
+
+
+def commit_pass(
+    logits: torch.Tensor, masked: torch.Tensor, k: int, generator: torch.Generator,
+    top_p: float = TEACHER_SAMPLING["top_p"], order_temperature: float = BUILTIN_ORDER_TEMPERATURE,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One decoding pass as the app makes it with a fixed ``k`` per pass (``low_confidence``): sample
+    every masked slot (temperature 1, top-p), score it by its sampled token's probability, commit ``k``
+    slots per row drawn by Gumbel-top-k over confidence / order_temperature (``strategies.rank_select``).
+    Returns (tokens B x L, committed B x L)."""
+    draws = torch.multinomial(truncate(logits[masked], 1.0, None, top_p).softmax(-1), 1, generator=generator)
+    tokens = torch.zeros(masked.shape, dtype=torch.long, device=logits.device)
+    tokens[masked] = draws.squeeze(-1)
+    confidence = logits.softmax(-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1).double()
+    uniform = torch.rand(masked.shape, generator=generator, dtype=torch.float64).clamp(min=torch.finfo(torch.float64).tiny)
+    key = confidence / order_temperature - torch.log(-torch.log(uniform))
+    return tokens, top_k_mask(key, masked, torch.full((masked.shape[0],), k))
+
+
+@torch.no_grad()
+def teacher_targets(
+    teacher: CanvasLM, noisy: torch.Tensor, masked: torch.Tensor, teacher_k: int, generator: torch.Generator
+) -> torch.Tensor:
+    """SDTT's target (Deschenaux & Gulcehre 2025): the teacher decodes two passes of ``teacher_k`` slots;
+    a slot committed in the first pass targets the teacher's first-pass distribution, every other slot
+    the second pass's, which has seen the first pass's tokens. Log-probabilities, B x L x V."""
+    first = teacher(noisy).logits.float()
+    tokens, committed = commit_pass(first, masked, teacher_k, generator)
+    second = teacher(torch.where(committed, tokens, noisy)).logits.float()
+    return torch.where(committed.unsqueeze(-1), first, second).log_softmax(-1)
+
+
+def sdtt_loss(
+    student: CanvasLM, noisy: torch.Tensor, masked: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """KL(teacher two-pass target || student one pass), mean over the active block's masked slots (the
+    divergence SDTT found best)."""
+    log_q = student(noisy).logits.float()[masked].log_softmax(-1)
+    log_p = target[masked]
+    kl = (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+    stats = {
+        "kl": kl.item(),
+        "agree": (log_q.argmax(-1) == log_p.argmax(-1)).float().mean().item(),
+        "confident": (log_q.max(-1).values.exp() > CONFIDENT).float().mean().item(),
+    }
+    return kl, stats
+
+
 # -------------------------------------------------------------------------------------- training
 
 
@@ -176,20 +251,28 @@ def batches(shards: list[np.ndarray], real: np.ndarray, args, rng: np.random.Gen
 
 
 @torch.no_grad()
-def held_out(model: CanvasLM, shards: list[np.ndarray], real: np.ndarray, args, mask_id: int) -> dict[str, float]:
-    """Fixed-seed held-out metrics (comparable across steps and across runs)."""
+def held_out(
+    model: CanvasLM, shards: list[np.ndarray], real: np.ndarray, args, mask_id: int, teacher: CanvasLM | None = None
+) -> dict[str, float]:
+    """Fixed-seed held-out metrics (comparable across steps and across runs): the objective's own
+    (certainty forcing: on teacher continuations of held-out plays; SDTT: the two-pass KL on held-out
+    plays) and the real-text masked-diffusion loss of ``dlm_core.train``."""
     model.eval()
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(4321)
     totals: dict[str, float] = {}
-    for shard in shards:
-        for lo in range(0, shard.shape[0], args.batch):
-            rows = torch.from_numpy(shard[lo : lo + args.batch, 1:].astype(np.int64))
-            canvases = semi_ar_canvas(rows, int(shard[0, 0]), args.block, mask_id, generator)
+    count = 0
+    for prompt_length, rows in held_out_batches(shards, real, args):
+        if args.objective == "sdtt":
+            noisy, masked = (t.to(device) for t in student_canvas(rows, prompt_length, args.block, args.student_k, mask_id, generator))
+            target = teacher_targets(teacher, noisy, masked, args.teacher_k, torch.Generator(device).manual_seed(count))
+            _, stats = sdtt_loss(model, noisy, masked, target)
+        else:
+            canvases = semi_ar_canvas(rows, prompt_length, args.block, mask_id, generator)
             _, stats = certainty_forcing_loss(model, *(t.to(device) for t in canvases), 0.0)
-            for key, value in stats.items():
-                totals[key] = totals.get(key, 0.0) + value
-    count = sum(-(-shard.shape[0] // args.batch) for shard in shards)
+        for key, value in stats.items():
+            totals[key] = totals.get(key, 0.0) + value
+        count += 1
     metrics = {f"val_{key}": round(value / count, 4) for key, value in totals.items()}
     rng = np.random.default_rng(1234)
     context = min(model.config.max_position_embeddings, real.size - 1)  # the windows dlm_core.train scores
@@ -202,6 +285,20 @@ def held_out(model: CanvasLM, shards: list[np.ndarray], real: np.ndarray, args, 
     return metrics
 
 
+def held_out_batches(shards: list[np.ndarray], real: np.ndarray, args):
+    """(prompt_length, rows) of the held-out set: every teacher validation row (certainty forcing), or
+    ``--eval-batches`` fixed windows of the held-out plays, prompt lengths in turn (SDTT)."""
+    if args.objective == "sdtt":
+        rng = np.random.default_rng(99)
+        for i in range(args.eval_batches):
+            prompt_length = args.prompt_lengths[i % len(args.prompt_lengths)]
+            yield prompt_length, sample_batch(real, args.batch, prompt_length + args.gen_length, rng)
+        return
+    for shard in shards:
+        for lo in range(0, shard.shape[0], args.batch):
+            yield int(shard[0, 0]), torch.from_numpy(shard[lo : lo + args.batch, 1:].astype(np.int64))
+
+
 def train(args) -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -210,11 +307,15 @@ def train(args) -> None:
     tokenizer = load_tokenizer(Path(args.data))
     mask_id = tokenizer.mask_token_id
     train_shards, val_shards = load_shards(data, "train"), load_shards(data, "validation")
-    if not val_shards or (args.teacher_fraction > 0 and not train_shards):
+    if (args.objective == "certainty" and not val_shards) or (args.teacher_fraction > 0 and not train_shards):
         raise SystemExit(f"no teacher data under {data}: run `python -m dlm_core.distill generate` first")
     real_train, real_validation = (np.load(Path(args.data) / f"{split}.npy") for split in ("train", "validation"))
     device = torch.device(args.device)
     model = load_canvas(args.init, device=device).model.float().train()
+    # SDTT: the teacher is the starting model, frozen (one round; a next round starts from this one's export).
+    teacher = load_canvas(args.init, device=device).model.float().eval() if args.objective == "sdtt" else None
+    if teacher is not None:
+        teacher.requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
     state = {"step": 0, "tokens": 0, "seconds": 0.0, "best": float("inf")}
     rng = np.random.default_rng(args.seed)
@@ -230,7 +331,7 @@ def train(args) -> None:
 
     log = (out / "log.jsonl").open("a")
     if state["step"] == 0:
-        record = {"step": 0, **held_out(model, val_shards, real_validation, args, mask_id)}
+        record = {"step": 0, **held_out(model, val_shards, real_validation, args, mask_id, teacher)}
         log.write(json.dumps(record) + "\n")
         log.flush()
         print(json.dumps(record))
@@ -239,11 +340,17 @@ def train(args) -> None:
     while state["step"] < args.steps and not (args.minutes and time.time() - session_start > 60 * args.minutes):
         started = time.time()
         prompt_length, rows = batches(train_shards, real_train, args, rng)
-        noisy, masked, targets = (t.to(device) for t in semi_ar_canvas(rows, prompt_length, args.block, mask_id, generator))
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(state["step"], args)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-            loss, stats = certainty_forcing_loss(model, noisy, masked, targets, args.beta)
+            if args.objective == "sdtt":
+                noisy, masked = (t.to(device) for t in student_canvas(rows, prompt_length, args.block, args.student_k, mask_id, generator))
+                # Seeded by step, so a resumed run draws the same teacher passes.
+                passes = torch.Generator(device).manual_seed(args.seed * 1_000_003 + state["step"])
+                loss, stats = sdtt_loss(model, noisy, masked, teacher_targets(teacher, noisy, masked, args.teacher_k, passes))
+            else:
+                noisy, masked, targets = (t.to(device) for t in semi_ar_canvas(rows, prompt_length, args.block, mask_id, generator))
+                loss, stats = certainty_forcing_loss(model, noisy, masked, targets, args.beta)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -252,16 +359,16 @@ def train(args) -> None:
         state["tokens"] += int(masked.sum())
         state["seconds"] += time.time() - started
         progress.update(1)
-        progress.set_postfix(ce=f"{stats['ce']:.3f}", conf=f"{stats['confident']:.2f}", refresh=False)
+        progress.set_postfix(loss=f"{loss.item():.3f}", conf=f"{stats['confident']:.2f}", refresh=False)
         if state["step"] % args.eval_every == 0 or state["step"] == args.steps:
             record = {"step": state["step"], "tokens": state["tokens"], "seconds": round(state["seconds"], 1),
-                      "train_ce": round(stats["ce"], 4), **held_out(model, val_shards, real_validation, args, mask_id)}
+                      f"train_{BEST_BY[args.objective]}": round(stats[BEST_BY[args.objective]], 4), **held_out(model, val_shards, real_validation, args, mask_id, teacher)}
             log.write(json.dumps(record) + "\n")
             log.flush()
             progress.write(json.dumps(record))
-            # Best = lowest held-out distillation CE: certainty must not be bought with wrong guesses.
-            if record["val_ce"] < state["best"]:
-                state["best"] = record["val_ce"]
+            # Best = lowest held-out CE (certainty must not be bought with wrong guesses) or KL to the teacher.
+            if record[f"val_{BEST_BY[args.objective]}"] < state["best"]:
+                state["best"] = record[f"val_{BEST_BY[args.objective]}"]
                 save(out / "best.pt")
             save(out / "checkpoint.pt")
             train_shards = load_shards(data, "train")  # the teacher may still be writing shards
@@ -382,7 +489,11 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--prompt-lengths", type=int, nargs="+", default=list(PROMPT_LENGTHS))
     g.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     g.add_argument("--threads", type=int, default=2)
-    t = commands.add_parser("train", help="certainty-forcing fine-tune (resumable)")
+    t = commands.add_parser("train", help="certainty-forcing or SDTT fine-tune (resumable)")
+    t.add_argument("--objective", choices=tuple(BEST_BY), default="certainty",
+                   help="certainty: dParallel certainty forcing; sdtt: one SDTT round (student_k per pass learns two teacher passes of teacher_k)")
+    t.add_argument("--teacher-k", type=int, default=4, help="sdtt: slots the teacher commits per pass (it makes two)")
+    t.add_argument("--student-k", type=int, default=8, help="sdtt: slots the student commits per pass (2 x teacher-k)")
     t.add_argument("--init", default="assets/canvas-diffusion")
     t.add_argument("--data", default="runs/data")
     t.add_argument("--teacher-data", default="runs/distill-data")
