@@ -8,8 +8,10 @@ before its text gets worse, and what that buys against the AR twin's wall time.
 For every model folder of ``--models`` and every decoding setting (blocks of ``--block``, the
 ``--cache`` key/value cache, temperature 1.0 and top-p 0.95 as in the app):
 
-* ``low_confidence`` with a fixed number of steps, ``--fixed`` tokens per step (1 and 2 by default;
-  order temperature = the app's, ``BUILTIN_ORDER_TEMPERATURE``);
+* ``low_confidence`` with a fixed number of steps, ``--fixed`` tokens per step (1 and 2 by default),
+  for each ``--order-temperature`` (default: the app's, ``BUILTIN_ORDER_TEMPERATURE``; the first one
+  listed is the reference's, other values are labelled "order T ..."): how much randomness the order of
+  commits gets (0: most confident first, LLaDA);
 * ``threshold`` (Fast-dLLM) for each of ``--thresholds``;
 * ``entropy_bound`` (EB-sampler) for each of ``--gammas``;
 
@@ -72,9 +74,10 @@ def settings(args) -> list[tuple[str, str, str, float, SamplerConfig]]:
                   top_p=TOP_P, cache=None if args.cache == "none" else args.cache)
     rows = []
     for per_step in args.fixed:
-        config = SamplerConfig(strategy="low_confidence", steps=args.length // per_step,
-                               order_temperature=args.order_temperature, **common)
-        rows.append((f"low_confidence {per_step}/step", "low_confidence", "tokens_per_step", float(per_step), config))
+        for tau in args.order_temperature:
+            config = SamplerConfig(strategy="low_confidence", steps=args.length // per_step, order_temperature=tau, **common)
+            label = f"low_confidence {per_step}/step" + (f", order T {tau:g}" if tau != args.order_temperature[0] else "")
+            rows.append((label, "low_confidence", "tokens_per_step", float(per_step), config))
     for value in args.thresholds:
         config = SamplerConfig(strategy="threshold", threshold=value, steps=args.length, **common)
         rows.append((f"threshold {value:g}", "threshold", "threshold", value, config))
@@ -144,6 +147,8 @@ def check_args(parser: argparse.ArgumentParser, args) -> None:
         parser.error(f"--fixed: each must be a divisor of --length ({args.length}), got {args.fixed}")
     if any(not 0 < t <= 1 for t in args.thresholds):
         parser.error(f"--thresholds: each must be in (0, 1], got {args.thresholds}")
+    if any(not 0 <= t <= 10 for t in args.order_temperature):
+        parser.error(f"--order-temperature: each must be in [0, 10], got {args.order_temperature}")
     if any(not 0 <= g <= 1000 for g in args.gammas):
         parser.error(f"--gammas: each must be in [0, 1000], got {args.gammas}")
     for folder in [*args.models, args.ar]:
@@ -165,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fixed", type=int, nargs="*", default=[1, 2], help="low_confidence tokens per step")
     parser.add_argument("--thresholds", type=float, nargs="*", default=[0.9, 0.7, 0.5, 0.3])
     parser.add_argument("--gammas", type=float, nargs="*", default=[0.1, 0.5, 1.0, 2.0])
-    parser.add_argument("--order-temperature", type=float, default=BUILTIN_ORDER_TEMPERATURE,
-                        help="for the low_confidence rows (default: the app's)")
+    parser.add_argument("--order-temperature", type=float, nargs="+", default=[BUILTIN_ORDER_TEMPERATURE],
+                        help="for the low_confidence rows, each a row (default: the app's; the first is the reference's)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/frontier.md")
     parser.add_argument("--json", default="runs/frontier.json")
@@ -180,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         "meta": {
             "length": args.length, "prompts": prompts, "seeds": args.seeds, "repeats": args.repeats,
             "block": min(args.block, args.length), "cache": args.cache, "temperature": TEMPERATURE, "top_p": TOP_P,
+            "order_temperature": args.order_temperature[0],
             "threads": args.threads, "torch": torch.__version__,
             "machine": f"{platform.machine()} {os.cpu_count()} CPUs", "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         },
@@ -192,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         model = load_canvas(folder)
         for label, strategy, parameter, value, config in settings(args):
             row = {"model": Path(folder).name, "setting": label, "strategy": strategy, "parameter": parameter,
-                   "value": value, **measure_setting(model, ar, prompts, config, args)}
+                   "value": value, "order_temperature": config.order_temperature,
+                   **measure_setting(model, ar, prompts, config, args)}
             report["rows"].append(row)
             print(json.dumps(row), flush=True)
     # Never handicap the AR twin: time it again after the sweep and keep the faster of the two runs

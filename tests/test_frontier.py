@@ -77,7 +77,7 @@ def test_frontier_chart_names_what_is_missing():
 
 def args(**changes):
     base = dict(length=32, block=16, cache="dual", fixed=[1, 2], thresholds=[0.9, 0.3], gammas=[0.0, 1000.0],
-                order_temperature=0.2, seeds=1, repeats=1)
+                order_temperature=[0.2], seeds=1, repeats=1)
     return SimpleNamespace(**{**base, **changes})
 
 
@@ -93,6 +93,13 @@ def test_settings_sweep_every_strategy_at_the_apps_sampling():
     assert [config.steps for *_, config in rows[:2]] == [32, 16]
     assert rows[1][4].order_temperature == 0.2 and rows[5][4].gamma == 1000.0
     assert frontier.settings(args(cache="none"))[0][4].cache is None
+    # Several order temperatures: one row each per tokens-per-step; the first is the unlabelled reference.
+    swept = frontier.settings(args(order_temperature=[0.2, 0.0, 0.05], thresholds=[], gammas=[]))
+    assert [label for label, *_ in swept] == [
+        "low_confidence 1/step", "low_confidence 1/step, order T 0", "low_confidence 1/step, order T 0.05",
+        "low_confidence 2/step", "low_confidence 2/step, order T 0", "low_confidence 2/step, order T 0.05",
+    ]
+    assert [config.order_temperature for *_, config in swept] == [0.2, 0.0, 0.05] * 2
 
 
 @pytest.fixture(scope="module")

@@ -21,3 +21,13 @@ def test_reference_is_the_first_models_one_token_per_step_row():
     assert reference_row({"rows": rows}) is one
     assert reference_row({"rows": rows[:2]}) is None
     assert reference_row({}) is None
+
+
+def test_reference_is_at_the_reports_order_temperature():
+    """A sweep over order temperatures has several one-token-per-step rows: the reference is the one at
+    the report's (the app's) order temperature, wherever it comes in the list."""
+    greedy = {"model": "a", "strategy": "low_confidence", "value": 1.0, "order_temperature": 0.0}
+    apps = {**greedy, "order_temperature": 0.2}
+    report = {"meta": {"order_temperature": 0.2}, "rows": [greedy, apps]}
+    assert reference_row(report) is apps
+    assert reference_row({**report, "rows": [greedy]}) is None
