@@ -515,20 +515,24 @@ def make_handlers(ui: CanvasUI) -> dict[str, Any]:  # noqa: C901 (one closure pe
         my_id = session.play_id
         interval = play_interval_ms(view.last_step) / 1000
         for frame in view.iter_frames():  # incremental: O(positions) per frame
-            if session.play_id != my_id or session.view is not view:
+            # Plain values only (the slider's range is already right): no component is rebuilt.
+            message = (
+                canvas_html(view, frame=frame, selected=session.selected, inspected=session.inspected),
+                frame.step,
+                stats_html(view, frame.step),
+            )
+            with session.lock:  # the check and the step shown change together with a new run's start
+                superseded = session.play_id != my_id or session.view is not view
+                if not superseded:
+                    session.shown_step = frame.step
+            if superseded:
                 # Superseded (another run, Stop, a scrub): end on a message that changes nothing. gradio
                 # repeats a stream's last message when it ends, and a frame of this run repeated after a
                 # Re-write's final message put the slider and the heatmap's cursor back on this run's
                 # frame while the canvas showed the new run (issue 13, item 9).
                 yield gr.skip(), gr.skip(), gr.skip()
                 return
-            session.shown_step = frame.step
-            # Plain values only (the slider's range is already right): no component is rebuilt.
-            yield (
-                canvas_html(view, frame=frame, selected=session.selected, inspected=session.inspected),
-                frame.step,
-                stats_html(view, frame.step),
-            )
+            yield message
             time.sleep(interval)
         session.shown_step = None
         yield (

@@ -147,7 +147,7 @@ def stream(ui: Any, session: Session, run: Run, extra: dict | None = None) -> It
             update, step = _frame_update(ui, session, view, policy)
             if not update:
                 continue
-            message = {**held, **extra, **update} if held else {**extra, **update, **_reset_panels(ui)}
+            message = {**held, **extra, **update} if held else {**_reset_panels(ui), **extra, **update}
             _hold(ui, session, held, update, step)
             yield message
             time.sleep(policy.until_next_canvas())  # frame pacing: steps arriving meanwhile are folded in
@@ -185,8 +185,12 @@ def _frame_update(ui: Any, session: Session, view: RunView, policy: UpdatePolicy
 
 
 def _reset_panels(ui: Any) -> dict:
-    """The first message of a run also resets the side panels of the previous run."""
+    """The first message of a run also resets the side panels of the previous run, and the slider:
+    gradio sends a stream's later messages as diffs against this event's own earlier ones, so an
+    output this stream never set (a slider another event, e.g. Play, just moved) would keep the
+    other event's value while this stream's diffs assume their own (issue 13, item 9)."""
     return {
+        ui.scrub: gr.update(maximum=1, value=0),
         ui.resume: gr.update(visible=False),
         ui.final_text: "",
         ui.inspector: EMPTY_INSPECTOR,
@@ -241,5 +245,9 @@ def _finish(ui: Any, session: Session, run: Run, held: dict) -> Iterator[dict]:
         **settle(ui, session, view, note=note),
     }
     final[ui.final_text] = trajectory.final_text
-    yield final
+    # The slider's range first, its value in the next message: the browser could drop a value that
+    # arrived together with a larger maximum (seen after a Re-write during Play: canvas and slider
+    # disagreed, issue 13 item 9).
+    slider = final[ui.scrub]
+    yield {**final, ui.scrub: gr.update(maximum=slider["maximum"])}
     yield {**final, **write_exports(ui, session, trajectory, view)}
