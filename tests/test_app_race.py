@@ -67,3 +67,15 @@ def test_race_with_the_entropy_budget_rule(url):
     streamed = [u for u in job if any(isinstance(v, str) and "dc-race-lane" in v for v in u)]
     last_lanes = [v for v in streamed[-1] if isinstance(v, str) and "dc-race-lane" in v]
     assert any("entropy budget γ 3" in lane and "tokens per pass to win" in lane for lane in last_lanes)
+
+
+def test_race_fixed_rule_with_its_order_randomness_and_a_bad_one_named(url):
+    client = Client(url, download_files=False, verbose=False)
+    job = client.submit("Hi", "ar", 16, 0.5, "dual", 1.0, 2, 1.0, "tiny-random", "low_confidence", 4, 0.3, api_name="/race")
+    streamed = [u for u in job if any(isinstance(v, str) and "dc-race-lane" in v for v in u)]
+    lanes = [v for v in streamed[-1] if isinstance(v, str) and "dc-race-lane" in v]
+    assert any("4 tokens per pass, most confident first (order randomness 0.3)" in lane for lane in lanes)
+    with pytest.raises(Exception) as error:
+        client.predict("Hi", "ar", 16, 0.5, "dual", 1.0, 2, 1.0, "tiny-random", "low_confidence", 4, 5.0, api_name="/race")
+    message = str(error.value)
+    assert "Order randomness" in message and "1" in message and "Traceback" not in message

@@ -70,10 +70,12 @@ def test_ar_race_with_the_entropy_budget_rule():
 
 
 def test_only_the_chosen_rules_setting_is_shown():
-    off = {"threshold": False, "gamma": False, "per_step": False}
+    off = {"threshold": False, "gamma": False, "per_step": False, "order_temperature": False}
     assert race_tab.controls_shown("ar", "threshold") == {**off, "rule": True, "threshold": True}
     assert race_tab.controls_shown("ar", "entropy_bound") == {**off, "rule": True, "gamma": True}
-    assert race_tab.controls_shown("ar", "low_confidence") == {**off, "rule": True, "per_step": True}
+    assert race_tab.controls_shown("ar", "low_confidence") == {**off, "rule": True, "per_step": True,
+                                                              "order_temperature": True}
+    assert set(race_tab.controls_shown("ar", "threshold")) == set(race_tab.RULE_CONTROLS)
     assert race_tab.controls_shown("strategies", "threshold") == {**off, "rule": False, "threshold": True, "gamma": True}
 
 
@@ -82,6 +84,11 @@ def test_ar_race_with_a_fixed_number_of_tokens_per_pass():
     config = setup.lanes[1].config
     assert (config.strategy, config.steps, config.block_length, config.cache) == ("low_confidence", 8, 30, "dual")
     assert "4 tokens per pass" in setup.lanes[1].label
+    assert config.order_temperature == race_tab.RACE_DEFAULTS["order_temperature"]
+    assert f"order randomness {config.order_temperature:g}" in setup.lanes[1].label
+    greedy = race_tab.race_lanes("ar", "Hi", 30, "dual", 0.5, 1.0, 1, model="tiny-random", rule="low_confidence",
+                                 per_step=4, order_temperature=0.0)
+    assert greedy.lanes[1].config.order_temperature == 0.0 and "randomness" not in greedy.lanes[1].label
     states = list(race_tab.race(setup.lanes))
     final = states[-1][1].state
     assert final.done and final.nfe == 8  # ceil(30 / 4) passes, at most 4 tokens each
@@ -200,7 +207,7 @@ def row(model, strategy, value, speedup, ppl=50.0, entropy=4.2, repeats=0.05, kn
 def test_race_starts_at_the_fastest_win_that_meets_the_quality_targets():
     report = frontier_report(
         row("m", "low_confidence", 1.0, 0.2),  # the reference: the first model, one token per step
-        row("m", "low_confidence", 4.0, 1.3, ppl=60.0),  # a win, within 1.25x gen PPL
+        {**row("m", "low_confidence", 4.0, 1.3, ppl=60.0), "order_temperature": 0.05},  # a win, within 1.25x gen PPL
         row("m", "low_confidence", 8.0, 2.5, ppl=180.0),  # faster, but its text misses the targets
         row("m", "threshold", 0.3, 1.6, repeats=0.4),  # faster, but loops
         row("m", "threshold", 0.52, 1.2),
@@ -209,7 +216,8 @@ def test_race_starts_at_the_fastest_win_that_meets_the_quality_targets():
     )
     settings, model, sentence = race_tab.frontier_win(report, ["m"])
     assert model == "m" and settings["rule"] == "low_confidence" and settings["per_step"] == 4
-    assert "4 tokens per pass" in sentence and "1.30x" in sentence and "test box" in sentence
+    assert settings["order_temperature"] == 0.05  # the winning row's order randomness comes with it
+    assert "4 tokens per pass" in sentence and "order randomness 0.05" in sentence and "1.30x" in sentence and "test box" in sentence
     report["rows"] = [r for r in report["rows"] if r["strategy"] != "low_confidence" or r["value"] == 1.0]
     settings, model, sentence = race_tab.frontier_win(report, ["m"])
     # the threshold win, on the threshold slider's 0.05 grid
