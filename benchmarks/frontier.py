@@ -20,7 +20,8 @@ with seeds 0..``--seeds``-1 and reports: tokens per forward (generated tokens / 
 figures of ``dlm_core.evaluate.text_quality`` (generative perplexity under the AR twin, token
 entropy, repeated 4-grams), the share of generated words that occur in the training plays
 (``dlm_core.quality.known_word_share``), and wall time against the AR twin with its KV cache
-decoding the same prompts, seeds and length. Timing as in ``python -m dlm_core.bench``: one untimed
+decoding the same prompts, seeds and length, in each of ``--dtypes`` (the fastest is kept). Every
+perplexity is scored by the AR twin in float32. Timing as in ``python -m dlm_core.bench``: one untimed
 warm-up run per setting, each sample timed ``--repeats`` times (median), the mean over samples
 reported, everything under ``torch.inference_mode`` with ``--threads`` threads. The AR twin is timed
 before and after the sweep and the faster of the two is kept, so it is never the one handicapped.
@@ -61,11 +62,13 @@ from dlm_core.frontier import (  # noqa: E402
     quality_shortfalls,
     reference_row,
 )
-from dlm_core.models.builtin import ASSETS_DIR, BUILTIN_ORDER_TEMPERATURE, load_canvas  # noqa: E402
+from dlm_core.models.builtin import ASSETS_DIR, BUILTIN_ORDER_TEMPERATURE, load_canvas, native_bf16  # noqa: E402
 from dlm_core.quality import known_word_share  # noqa: E402
 from dlm_core.sampler import SamplerConfig  # noqa: E402
 
 TEMPERATURE, TOP_P = 1.0, 0.95  # the app's default sampling
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DTYPE_LABELS = {"float32": "", "bfloat16": " · bf16"}  # float32, the models' training precision, goes unsaid
 
 
 def settings(args) -> list[tuple[str, str, str, float, SamplerConfig]]:
@@ -114,7 +117,8 @@ def markdown(report: dict) -> str:
     lines = [
         f"{meta['length']} tokens, {len(meta['prompts'])} prompts x {meta['seeds']} seeds, temperature "
         f"{meta['temperature']:g}, top-p {meta['top_p']}, blocks of {meta['block']}, cache {meta['cache']}; "
-        f"median of {meta['repeats']} timed runs after a warm-up; {meta['machine']}, {meta['threads']} threads.",
+        f"median of {meta['repeats']} timed runs after a warm-up; {meta['machine']}, {meta['threads']} threads; "
+        f"weights in {' and '.join(meta.get('dtypes', ['float32']))} (the AR twin: the faster).",
         "",
         "| model | setting | tokens/forward | gen PPL (AR twin) | token entropy | repeated 4-grams | known words "
         "| wall s | ms/forward | speed vs AR | quality targets |",
@@ -151,6 +155,8 @@ def check_args(parser: argparse.ArgumentParser, args) -> None:
         parser.error(f"--order-temperature: each must be in [0, 10], got {args.order_temperature}")
     if any(not 0 <= g <= 1000 for g in args.gammas):
         parser.error(f"--gammas: each must be in [0, 1000], got {args.gammas}")
+    if "bfloat16" in args.dtypes and not native_bf16():
+        parser.error("--dtypes bfloat16: this CPU has no native bf16 (AVX-512 BF16 or AMX); torch would emulate it")
     for folder in [*args.models, args.ar]:
         if not (Path(folder) / "config.json").is_file():
             parser.error(f"model folder {folder!r} not found (no config.json)")
@@ -172,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gammas", type=float, nargs="*", default=[0.1, 0.5, 1.0, 2.0])
     parser.add_argument("--order-temperature", type=float, nargs="+", default=[BUILTIN_ORDER_TEMPERATURE],
                         help="for the low_confidence rows, each a row (default: the app's; the first is the reference's)")
+    parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=["float32"],
+                        help="decode every model in each (the first is the reference's); the AR twin is timed in "
+                             "each and its faster kept. bfloat16 only where the CPU multiplies it natively")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/frontier.md")
     parser.add_argument("--json", default="runs/frontier.json")
@@ -179,32 +188,37 @@ def main(argv: list[str] | None = None) -> int:
     check_args(parser, args)
     torch.set_num_threads(args.threads)
     prompts = list(SAMPLE_PROMPTS[: args.prompts])
-    ar = load_canvas(args.ar)
+    scorer = load_canvas(args.ar)  # the yardstick for every row's perplexity: the AR twin in float32
+    contestants = {name: load_canvas(args.ar, dtype=DTYPES[name]) for name in args.dtypes}
     ar_config = SamplerConfig(gen_length=args.length, strategy="left_to_right", temperature=TEMPERATURE, top_p=TOP_P)
     report = {
         "meta": {
             "length": args.length, "prompts": prompts, "seeds": args.seeds, "repeats": args.repeats,
             "block": min(args.block, args.length), "cache": args.cache, "temperature": TEMPERATURE, "top_p": TOP_P,
-            "order_temperature": args.order_temperature[0],
+            "order_temperature": args.order_temperature[0], "dtype": args.dtypes[0], "dtypes": args.dtypes,
             "threads": args.threads, "torch": torch.__version__,
             "machine": f"{platform.machine()} {os.cpu_count()} CPUs", "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         },
-        "ar": {"model": Path(args.ar).name, "setting": "AR twin + KV cache",
-               **measure_setting(ar, ar, prompts, ar_config, args)},
         "rows": [],
     }
+    # The AR twin in every dtype asked; its fastest is the one raced (never handicap the AR twin).
+    timed = {name: measure_setting(ar, scorer, prompts, ar_config, args) for name, ar in contestants.items()}
+    fastest = min(timed, key=lambda name: timed[name]["wall_s"])
+    report["ar"] = {"model": Path(args.ar).name, "setting": "AR twin + KV cache" + DTYPE_LABELS[fastest], "dtype": fastest,
+                    "wall_s_by_dtype": {name: figures["wall_s"] for name, figures in timed.items()}, **timed[fastest]}
     print(json.dumps(report["ar"]), flush=True)
     for folder in args.models:
-        model = load_canvas(folder)
-        for label, strategy, parameter, value, config in settings(args):
-            row = {"model": Path(folder).name, "setting": label, "strategy": strategy, "parameter": parameter,
-                   "value": value, "order_temperature": config.order_temperature,
-                   **measure_setting(model, ar, prompts, config, args)}
-            report["rows"].append(row)
-            print(json.dumps(row), flush=True)
-    # Never handicap the AR twin: time it again after the sweep and keep the faster of the two runs
-    # (a shared or throttled CPU slows whichever runs first; its samples are the same either way).
-    again = measure_setting(ar, ar, prompts, ar_config, args)
+        for dtype in args.dtypes:
+            model = load_canvas(folder, dtype=DTYPES[dtype])
+            for label, strategy, parameter, value, config in settings(args):
+                row = {"model": Path(folder).name, "setting": label + DTYPE_LABELS[dtype], "strategy": strategy,
+                       "parameter": parameter, "value": value, "order_temperature": config.order_temperature,
+                       "dtype": dtype, **measure_setting(model, scorer, prompts, config, args)}
+                report["rows"].append(row)
+                print(json.dumps(row), flush=True)
+    # Time it again after the sweep and keep the faster of the two runs (a shared or throttled CPU slows
+    # whichever runs first; its samples are the same either way).
+    again = measure_setting(contestants[fastest], scorer, prompts, ar_config, args)
     if again["wall_s"] < report["ar"]["wall_s"]:
         report["ar"].update(wall_s=again["wall_s"], ms_per_forward=again["ms_per_forward"])
     for row in report["rows"]:

@@ -4,7 +4,8 @@ Torch-free, so the benchmark, the viz layer and the UI share one definition. A d
 row of the report (``gen_ppl_under_ar``, ``token_entropy``, ``repeated_4gram_share``,
 ``known_word_share``); it is "as good as one token per step" when it meets every target against the
 reference row: the first model of the report (the shipped model) decoding one token per step
-(``low_confidence``, 1 token per step) at the same temperature, top-p and order temperature.
+(``low_confidence``, 1 token per step) at the same temperature, top-p and order temperature, in the
+first dtype of the sweep (float32 by default).
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ def reference_row(report: dict) -> dict | None:
     if not rows:
         return None
     first = rows[0].get("model")
-    order = report.get("meta", {}).get("order_temperature")  # the app's; rows at other order temperatures are not
+    meta = report.get("meta", {})
+    order = meta.get("order_temperature")  # the app's; rows at other order temperatures are not
+    dtype = meta.get("dtype")  # the first dtype swept (float32, the models' training precision)
     for row in rows:
         if (row.get("model") == first and row.get("strategy") == "low_confidence" and row.get("value") == 1.0
-                and row.get("order_temperature", order) == order):
+                and row.get("order_temperature", order) == order and row.get("dtype", dtype) == dtype):
             return row
     return None

@@ -153,7 +153,8 @@ def test_markdown_has_the_ar_row_then_one_row_per_setting(measured):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [(["--length", "4"], "--length"), (["--gammas", "-1"], "--gammas"), (["--fixed", "3"], "--fixed"),
-     (["--thresholds", "0"], "--thresholds"), (["--models", "/nonexistent"], "not found")],
+     (["--thresholds", "0"], "--thresholds"), (["--models", "/nonexistent"], "not found"),
+     (["--dtypes", "float16"], "--dtypes"), (["--order-temperature", "11"], "--order-temperature")],
 )
 def test_bad_flags_are_named(flags, message, capsys):
     with pytest.raises(SystemExit):

@@ -31,3 +31,11 @@ def test_reference_is_at_the_reports_order_temperature():
     report = {"meta": {"order_temperature": 0.2}, "rows": [greedy, apps]}
     assert reference_row(report) is apps
     assert reference_row({**report, "rows": [greedy]}) is None
+
+
+def test_reference_is_in_the_first_dtype_swept():
+    """With float32 and bfloat16 swept, the targets stay measured against float32, the models' own precision."""
+    bf16 = {"model": "a", "strategy": "low_confidence", "value": 1.0, "dtype": "bfloat16"}
+    fp32 = {**bf16, "dtype": "float32"}
+    assert reference_row({"meta": {"dtype": "float32"}, "rows": [bf16, fp32]}) is fp32
+    assert reference_row({"meta": {"dtype": "float32"}, "rows": [bf16]}) is None

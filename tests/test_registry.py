@@ -445,3 +445,19 @@ def test_memory_held_by_evicted_models_counts_as_available(tmp_path, monkeypatch
     monkeypatch.setattr(registry, "_bytes_to_evict", lambda device: 0)
     with pytest.raises(ModelTooLargeError):
         load_model(f"mlm:{build_bert(tmp_path / 'c')}", device="cpu")
+
+
+def test_serving_dtype_is_bf16_only_for_diffusion_passes_on_native_bf16_hardware(monkeypatch):
+    monkeypatch.setattr(builtin, "native_bf16", lambda device="cpu": True)
+    assert builtin.serving_dtype("diffusion") == torch.bfloat16
+    assert builtin.serving_dtype("autoregressive") == torch.float32  # one-token steps: overhead-bound on CPU
+    monkeypatch.setattr(builtin, "native_bf16", lambda device="cpu": False)
+    assert builtin.serving_dtype("diffusion") == torch.float32  # emulated bf16 would be slower
+    assert builtin.serving_dtype("autoregressive", "cuda") == torch.bfloat16
+
+
+def test_builtin_models_load_in_the_dtype_asked():
+    adapter = registry.load_model("tiny-random", dtype=torch.bfloat16)
+    assert {p.dtype for p in adapter.model.parameters()} == {torch.bfloat16}
+    assert registry.load_model("tiny-random") is not adapter  # float32 is cached apart
+    assert {p.dtype for p in registry.load_model("tiny-random").model.parameters()} == {torch.float32}

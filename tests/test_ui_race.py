@@ -8,8 +8,10 @@ import json
 import re
 
 import pytest
+import torch
 
 from dlm_core.models import registry
+from dlm_core.models.builtin import serving_dtype
 from dlm_core.race import race
 from dlm_core.sampler import SamplerConfig
 from dlm_core.sampler.config import SETTINGS
@@ -89,6 +91,11 @@ def test_ar_race_with_a_fixed_number_of_tokens_per_pass():
     greedy = race_tab.race_lanes("ar", "Hi", 30, "dual", 0.5, 1.0, 1, model="tiny-random", rule="low_confidence",
                                  per_step=4, order_temperature=0.0)
     assert greedy.lanes[1].config.order_temperature == 0.0 and "randomness" not in greedy.lanes[1].label
+    # Each contestant in the dtype it decodes fastest in here: the diffusion lane per serving_dtype, the
+    # AR twin in float32 (its one-token steps are overhead-bound on CPU).
+    dtypes = [next(lane.model.model.parameters()).dtype for lane in setup.lanes]
+    assert dtypes == [torch.float32, serving_dtype("diffusion")]
+    assert ("bf16" in setup.lanes[1].label) == (dtypes[1] == torch.bfloat16)
     states = list(race_tab.race(setup.lanes))
     final = states[-1][1].state
     assert final.done and final.nfe == 8  # ceil(30 / 4) passes, at most 4 tokens each

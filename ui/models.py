@@ -50,12 +50,13 @@ def checked_model_name(name: Any) -> str:
     return name
 
 
-def get_model(name: str | None) -> tuple[Any, str]:
-    """(adapter, note). A built-in model that is not trained yet falls back to the untrained test
-    model, with a note saying so; every other failure raises (shown as a message on the Model field)."""
+def get_model(name: str | None, dtype: Any = None) -> tuple[Any, str]:
+    """(adapter, note), in ``dtype`` (None: the registry's default). A built-in model that is not trained
+    yet falls back to the untrained test model, with a note saying so; every other failure raises
+    (shown as a message on the Model field)."""
     name = checked_model_name(name)
     try:
-        return registry.load_model(name), ""
+        return registry.load_model(name, dtype=dtype), ""
     except registry.ModelUnavailableError:
         spec = registry.get_spec(name)
         if not spec.builtin:
@@ -64,7 +65,7 @@ def get_model(name: str | None) -> tuple[Any, str]:
             f"{spec.display_name} is not trained yet, so this is the untrained test model: "
             "its text is random characters, but every step and colour works the same way."
         )
-        return registry.load_model(FALLBACK_MODEL), note
+        return registry.load_model(FALLBACK_MODEL, dtype=dtype), note
 
 
 def model_note_html(model: Any, note: str) -> str:

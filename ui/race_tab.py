@@ -21,6 +21,7 @@ from gradio.components.plot import PlotData
 from dlm_core import bench, speed
 from dlm_core.frontier import quality_shortfalls, reference_row
 from dlm_core.models import registry
+from dlm_core.models.builtin import serving_dtype
 from dlm_core.race import Lane, LaneState, race
 from dlm_core.sampler import SamplerConfig
 from dlm_core.sampler.config import MAX_SEED
@@ -45,6 +46,7 @@ RACE_FRAME_SECONDS = 0.1  # at most ~10 canvas updates a second per race: the ey
 BENCH_JSON = ASSETS / "bench.json"
 FRONTIER_JSON = ASSETS / "frontier.json"  # written by python benchmarks/frontier.py
 CACHE_TEXT = {"off": "no cache", "prefix": "prefix cache", "dual": "dual cache"}
+DTYPE_TEXT = {"torch.bfloat16": ", bf16"}  # by str(dtype); float32, the default, goes unsaid
 # The race's starting settings, in one place (the benchmark's frontier says where diffusion can win).
 # Without a measured win: a fixed 4 tokens per pass at order randomness 0.1, the most the shipped model writes
 # per pass while its text still meets the quality targets (runs/frontier.md; at the app's 0.2 its perplexity
@@ -186,7 +188,10 @@ def race_lanes(mode: str, prompt: str, length: int, cache: str, threshold: float
     pass (low_confidence with ceil(length / per_step) steps at ``order_temperature``)."""
     block = min(32, length)
     key = model or default_model_key()
-    diffusion, note = get_model(key)
+    # Each contestant in the dtype it decodes fastest in here (serving_dtype: bf16 for diffusion passes
+    # where the CPU multiplies bf16 natively; the AR twin's one-token steps stay float32 on CPU).
+    dtype = serving_dtype("diffusion")
+    diffusion, note = get_model(key, dtype=dtype)
     if diffusion.kind != "diffusion":
         raise user_error("model", f"{diffusion.name} is autoregressive: choose a diffusion model to race its twin")
     common = {"gen_length": length, "temperature": temperature, "top_p": 0.95 if temperature > 0 else None, "seed": seed}
@@ -205,7 +210,7 @@ def race_lanes(mode: str, prompt: str, length: int, cache: str, threshold: float
             Lane("Autoregressive twin · one token per forward pass (KV cache)", ar, prompt,
                  SamplerConfig(**common, strategy="left_to_right")),
             Lane(f"Diffusion · {rule_text(rule, threshold, gamma, per_step, order_temperature)}, blocks of {block}, "
-                 f"{CACHE_TEXT[cache]}", diffusion,
+                 f"{CACHE_TEXT[cache]}{DTYPE_TEXT.get(str(dtype), '')}", diffusion,
                  prompt, blocked(rule)),
         ]
         return RaceSetup(lanes, note, ar_lane=0, ar_model=ar, featured=1)

@@ -100,14 +100,41 @@ def tiny_random_model(seed: int = 0, causal: bool = False, max_length: int = 512
     return CanvasAdapter(model, codec, name, codec.mask_id, (codec.eos_id,))
 
 
-def load_canvas(path: str | Path, name: str | None = None, device: str | torch.device = "cpu") -> CanvasAdapter:
-    """Load a built-in model folder (config.json, model.safetensors, tokenizer.json) via the Auto classes."""
+def native_bf16(device: str | torch.device = "cpu") -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices natively: a GPU, or a CPU with AVX-512 BF16 or AMX
+    (elsewhere torch emulates bf16 on CPU, slower than float32)."""
+    if torch.device(device).type == "cuda":
+        return True
+    cpu = torch.cpu
+    return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+def serving_dtype(kind: str, device: str | torch.device = "cpu") -> torch.dtype:
+    """The dtype a built-in model of ``kind`` decodes fastest in on ``device``.
+
+    A diffusion pass feeds a whole block (32 tokens with the dual cache, the whole canvas at a cache
+    refresh): compute-bound, so bfloat16 makes it cheaper wherever the hardware multiplies bf16 natively.
+    An autoregressive step feeds one token: on CPU its time is per-operation overhead, which bf16 only
+    adds conversions to, so AR stays float32 there. ``benchmarks/frontier.py --dtypes float32 bfloat16``
+    times both decoders in both dtypes (README, "Many tokens per pass"); models trained here are stored
+    in float16 and trained in bf16 autocast, so bf16 decoding stays within their training precision.
+    """
+    if torch.device(device).type == "cuda":
+        return torch.bfloat16
+    return torch.bfloat16 if kind == "diffusion" and native_bf16(device) else torch.float32
+
+
+def load_canvas(
+    path: str | Path, name: str | None = None, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> CanvasAdapter:
+    """Load a built-in model folder (config.json, model.safetensors, tokenizer.json) via the Auto classes,
+    in ``dtype`` (float32 unless asked: ``serving_dtype`` says when bfloat16 is faster)."""
     register_auto_classes()
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"model folder {str(path)!r} has no config.json; train it with `python -m dlm_core.train`")
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path, dtype=torch.float32).to(device)
+    model = AutoModel.from_pretrained(path, dtype=dtype).to(device)
     codec = HFCodec(tokenizer)
     eos_ids = tuple(i for i in (tokenizer.eos_token_id,) if i is not None)
     return CanvasAdapter(model, codec, name or path.name, tokenizer.mask_token_id, eos_ids)

@@ -303,21 +303,23 @@ _cache_lock = threading.Lock()
 _key_locks: dict[tuple[str, str, str], threading.Lock] = {}
 
 
-def _load_builtin(spec: ModelSpec, device: torch.device) -> ModelAdapter:
+def _load_builtin(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> ModelAdapter:
     if spec.key in ("tiny-random", "tiny-random-ar"):
-        return tiny_random_model(causal=spec.key == "tiny-random-ar")
+        adapter = tiny_random_model(causal=spec.key == "tiny-random-ar")
+        adapter.model.to(dtype)
+        return adapter
     folder = ASSETS_DIR / Path(spec.repo_id).name
     if not (folder / "config.json").is_file():
         raise ModelUnavailableError(
             f"the built-in model {spec.key} is not trained yet ({folder} has no config.json); "
             "train it with `python -m dlm_core.train`"
         )
-    return load_canvas(folder, name=spec.display_name, device=device)
+    return load_canvas(folder, name=spec.display_name, device=device, dtype=dtype)
 
 
 def _load_uncached(spec: ModelSpec, device, dtype, progress) -> ModelAdapter:
     if spec.builtin:
-        return _load_builtin(spec, device)
+        return _load_builtin(spec, device, dtype)
     if spec.family == "ar-diffusion":
         raise ModelRefusedError(f"{spec.display_name}: AR-to-diffusion models need remote code (see registry docs)")
     return hub.load_hub_model(
