@@ -22,6 +22,13 @@ right:
   bar and held-out metrics: the distillation loss on teacher generations from held-out plays, the
   share of masked slots the student would commit under threshold 0.9, and the real-text
   masked-diffusion loss of ``dlm_core.train`` (so quality drift on Shakespeare itself is visible).
+* ``train --objective sdtt``  one round of self-distillation through time (SDTT, Deschenaux &
+  Gulcehre 2025) for fixed-k block decoding: a student that commits ``--student-k`` slots a pass
+  learns, by KL, what the frozen teacher (the starting model) writes in two passes of
+  ``--teacher-k``; each masked slot of the active block targets the teacher's distribution at the
+  pass that committed it, the rest the second pass's (``teacher_targets``). Data: windows of the
+  training plays, laid out by ``student_canvas``. Simplified: one round (SDTT runs several, each
+  halving the steps), and the teacher decodes as the app does (top-p, order temperature).
 * ``export``    the best checkpoint -> a model folder (``dlm_core.train.export``).
 
 Simplifications, said plainly: dParallel's teacher decodes greedily on math prompts; ours samples
