@@ -114,10 +114,11 @@ def serving_dtype(kind: str, device: str | torch.device = "cpu") -> torch.dtype:
 
     A diffusion pass feeds a whole block (32 tokens with the dual cache, the whole canvas at a cache
     refresh): compute-bound, so bfloat16 makes it cheaper wherever the hardware multiplies bf16 natively.
-    An autoregressive step feeds one token: on CPU its time is per-operation overhead, which bf16 only
-    adds conversions to, so AR stays float32 there. ``benchmarks/frontier.py --dtypes float32 bfloat16``
-    times both decoders in both dtypes (README, "Many tokens per pass"); models trained here are stored
-    in float16 and trained in bf16 autocast, so bf16 decoding stays within their training precision.
+    An autoregressive step feeds one token: on CPU its time is per-operation overhead, which bf16 does
+    not shrink (measured no faster), so AR stays float32 there. ``benchmarks/frontier.py --dtypes
+    float32 bfloat16`` times both decoders in both dtypes and races the AR twin in its faster one
+    (README, "Many tokens per pass"); models trained here are stored in float16 and trained in bf16
+    autocast, so bf16 decoding stays within their training precision.
     """
     if torch.device(device).type == "cuda":
         return torch.bfloat16
