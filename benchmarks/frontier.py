@@ -188,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     check_args(parser, args)
     torch.set_num_threads(args.threads)
     prompts = list(SAMPLE_PROMPTS[: args.prompts])
-    scorer = load_canvas(args.ar)  # the yardstick for every row's perplexity: the AR twin in float32
     contestants = {name: load_canvas(args.ar, dtype=DTYPES[name]) for name in args.dtypes}
+    # The yardstick for every row's perplexity: the AR twin in float32.
+    scorer = contestants["float32"] if "float32" in contestants else load_canvas(args.ar)
     ar_config = SamplerConfig(gen_length=args.length, strategy="left_to_right", temperature=TEMPERATURE, top_p=TOP_P)
     report = {
         "meta": {

@@ -54,7 +54,7 @@ from .sampler.config import SamplerConfig
 from .sampler.loop import denoise_batch
 from .sampler.prompt import canvas_prompt
 from .sampler.sampling import truncate
-from .sampler.strategies import top_k_mask
+from .sampler.strategies import ordered_top_k
 from .train import TrainingRun, diffusion_loss, export, learning_rate, load_tokenizer, sample_batch
 
 SHARD_SIZE = 64
@@ -122,6 +122,18 @@ def load_shards(folder: Path, split: str) -> list[np.ndarray]:
 # ------------------------------------------------------------------------------------------ loss
 
 
+def active_block(
+    batch: int, length: int, prompt_length: int, block: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(in the active block, after it), each B x L: one block per row, k ~ U{blocks after the prompt}
+    (LLaDA's semi-autoregressive layout: what comes before it is clean, what comes after it masked)."""
+    blocks = (length - prompt_length) // block
+    start = prompt_length + torch.randint(0, blocks, (batch,), generator=generator) * block
+    position = torch.arange(length)
+    in_block = (position >= start[:, None]) & (position < start[:, None] + block)
+    return in_block, position >= start[:, None] + block
+
+
 def semi_ar_canvas(
     rows: torch.Tensor, prompt_length: int, block: int, mask_id: int, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -132,12 +144,7 @@ def semi_ar_canvas(
     block; copy one masks m, copy two masks the block's other slots (1 - m); later blocks are masks.
     """
     batch, length = rows.shape
-    blocks = (length - prompt_length) // block
-    k = torch.randint(0, blocks, (batch,), generator=generator)
-    start = prompt_length + k * block
-    position = torch.arange(length)
-    in_block = (position >= start[:, None]) & (position < start[:, None] + block)
-    after = position >= (start[:, None] + block)
+    in_block, after = active_block(batch, length, prompt_length, block, generator)
     t = torch.rand(batch, generator=generator).clamp(min=1.0 / block)
     draw = torch.rand(batch, length, generator=generator) < t[:, None]
     masked = torch.cat((in_block & draw, in_block & ~draw))
@@ -185,11 +192,7 @@ def student_canvas(
     the prompt and earlier blocks are clean, later blocks are masks (LLaDA's semi-autoregressive layout).
     """
     batch, length = rows.shape
-    blocks = (length - prompt_length) // block
-    start = prompt_length + torch.randint(0, blocks, (batch,), generator=generator) * block
-    position = torch.arange(length)
-    in_block = (position >= start[:, None]) & (position < start[:, None] + block)
-    after = position >= start[:, None] + block
+    in_block, after = active_block(batch, length, prompt_length, block, generator)
     clean = torch.randint(0, block // student_k, (batch,), generator=generator) * student_k
     # A random order of the active block's slots (slots outside it sort last): the first `clean` stay clean.
     order = torch.rand(batch, length, generator=generator).masked_fill(~in_block, 2.0).argsort(1).argsort(1)
@@ -203,15 +206,17 @@ def commit_pass(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One decoding pass as the app makes it with a fixed ``k`` per pass (``low_confidence``): sample
     every masked slot (temperature 1, top-p), score it by its sampled token's probability, commit ``k``
-    slots per row drawn by Gumbel-top-k over confidence / order_temperature (``strategies.rank_select``).
+    slots per row by ``strategies.ordered_top_k`` at ``order_temperature`` (as ``rank_select`` does).
     Returns (tokens B x L, committed B x L)."""
     draws = torch.multinomial(truncate(logits[masked], 1.0, None, top_p).softmax(-1), 1, generator=generator)
     tokens = torch.zeros(masked.shape, dtype=torch.long, device=logits.device)
     tokens[masked] = draws.squeeze(-1)
     confidence = logits.softmax(-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1).double()
-    uniform = torch.rand(masked.shape, generator=generator, dtype=torch.float64).clamp(min=torch.finfo(torch.float64).tiny)
-    key = confidence / order_temperature - torch.log(-torch.log(uniform))
-    return tokens, top_k_mask(key, masked, torch.full((masked.shape[0],), k))
+
+    def uniform() -> torch.Tensor:
+        return torch.rand(masked.shape, generator=generator, dtype=torch.float64)
+
+    return tokens, ordered_top_k(confidence, masked, torch.full((masked.shape[0],), k), order_temperature, uniform)
 
 
 @torch.no_grad()

@@ -133,22 +133,29 @@ def top_k_mask(score: torch.Tensor, candidates: torch.Tensor, k: torch.Tensor) -
 
 
 def rank_select(ctx: StepContext, confidence: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    """The ``count`` slots to commit, by confidence (Dream's ``alg_temp``, here ``order_temperature``).
+    """The ``count`` slots to commit, by confidence (Dream's ``alg_temp``, here ``order_temperature``):
+    ``ordered_top_k`` at the run's order temperature, its uniforms from the run's generator."""
+    return ordered_top_k(confidence, ctx.candidates, count, ctx.config.order_temperature, ctx.uniform)
 
-    tau = ``config.order_temperature``. tau = 0: the ``count`` most confident candidates (LLaDA,
-    Dream's default). tau > 0: ``count`` candidates drawn without replacement with probability
-    proportional to exp(confidence / tau), as Dream's ``torch.multinomial(softmax(confidence / tau))``;
-    drawn here as the top-``count`` of confidence / tau + Gumbel noise (Gumbel-top-k, the same
-    distribution; Kool et al. 2019), one float64 uniform per window slot from the run's generator.
-    Small tau keeps the confident-first order but lets less sure slots through now and then, which
-    breaks the loops a purely confident-first order falls into (a repeated phrase is the surest
-    guess everywhere).
+
+def ordered_top_k(
+    confidence: torch.Tensor, candidates: torch.Tensor, count: torch.Tensor, tau: float,
+    uniform: Callable[[], torch.Tensor],
+) -> torch.Tensor:
+    """The ``count`` candidates to commit, by ``confidence`` at order temperature ``tau``.
+
+    tau = 0: the ``count`` most confident candidates (LLaDA, Dream's default). tau > 0: ``count``
+    candidates drawn without replacement with probability proportional to exp(confidence / tau), as
+    Dream's ``torch.multinomial(softmax(confidence / tau))``; drawn here as the top-``count`` of
+    confidence / tau + Gumbel noise (Gumbel-top-k, the same distribution; Kool et al. 2019), from one
+    float64 uniform per slot that ``uniform()`` draws (only when tau > 0). Small tau keeps the
+    confident-first order but lets less sure slots through now and then, which breaks the loops a
+    purely confident-first order falls into (a repeated phrase is the surest guess everywhere).
     """
-    tau = ctx.config.order_temperature
     if tau == 0:
-        return top_k_mask(confidence, ctx.candidates, count)
-    gumbel = -torch.log(-torch.log(ctx.uniform().clamp(min=torch.finfo(torch.float64).tiny)))
-    return top_k_mask(confidence / tau + gumbel, ctx.candidates, count)
+        return top_k_mask(confidence, candidates, count)
+    gumbel = -torch.log(-torch.log(uniform().clamp(min=torch.finfo(torch.float64).tiny)))
+    return top_k_mask(confidence / tau + gumbel, candidates, count)
 
 
 def dream_count(ctx: StepContext) -> torch.Tensor:
