@@ -96,6 +96,9 @@ def test_ar_race_with_a_fixed_number_of_tokens_per_pass():
     dtypes = [next(lane.model.model.parameters()).dtype for lane in setup.lanes]
     assert dtypes == [torch.float32, serving_dtype("diffusion")]
     assert ("bf16" in setup.lanes[1].label) == (dtypes[1] == torch.bfloat16)
+    # A hub model keeps the registry's dtype (one copy shared with the Canvas tab), whatever the CPU.
+    assert race_tab.race_dtype("llada-8b-instruct") is None
+    assert race_tab.race_dtype("tiny-random") == serving_dtype("diffusion")
     states = list(race_tab.race(setup.lanes))
     final = states[-1][1].state
     assert final.done and final.nfe == 8  # ceil(30 / 4) passes, at most 4 tokens each

@@ -177,6 +177,15 @@ def load_twin(key: str, fell_back: bool) -> Any:
     return twin
 
 
+def race_dtype(key: str) -> Any:
+    """The dtype the diffusion lane runs in: a built-in model in the one it decodes fastest in here
+    (``serving_dtype``: bf16 for its passes where the CPU multiplies bf16 natively; the AR twin's
+    one-token steps stay float32 on CPU); a hub model in the registry's default, so the race reuses
+    the copy the Canvas tab loaded instead of loading a second one."""
+    spec = registry.REGISTRY.get(key)
+    return serving_dtype("diffusion") if spec is not None and spec.builtin else None
+
+
 def race_lanes(mode: str, prompt: str, length: int, cache: str, threshold: float, temperature: float, seed: int,
                gamma: float = RACE_DEFAULTS["gamma"], model: str | None = None,
                rule: str = RACE_DEFAULTS["rule"], per_step: int = RACE_DEFAULTS["per_step"],
@@ -188,9 +197,7 @@ def race_lanes(mode: str, prompt: str, length: int, cache: str, threshold: float
     pass (low_confidence with ceil(length / per_step) steps at ``order_temperature``)."""
     block = min(32, length)
     key = model or default_model_key()
-    # Each contestant in the dtype it decodes fastest in here (serving_dtype: bf16 for diffusion passes
-    # where the CPU multiplies bf16 natively; the AR twin's one-token steps stay float32 on CPU).
-    dtype = serving_dtype("diffusion")
+    dtype = race_dtype(key)
     diffusion, note = get_model(key, dtype=dtype)
     if diffusion.kind != "diffusion":
         raise user_error("model", f"{diffusion.name} is autoregressive: choose a diffusion model to race its twin")
