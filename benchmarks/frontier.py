@@ -5,8 +5,9 @@ before its text gets worse, and what that buys against the AR twin's wall time.
     python benchmarks/frontier.py --models assets/canvas-diffusion assets/canvas-parallel --seeds 2
     python benchmarks/frontier.py --length 64 --prompts 1 --thresholds 0.5 --gammas 1 --fixed 2   # smoke test
 
-For every model folder of ``--models`` and every decoding setting (blocks of ``--block``, the
-``--cache`` key/value cache, temperature 1.0 and top-p 0.95 as in the app):
+For every model folder of ``--models``, every key/value cache of ``--caches`` (the first is the
+reference's; ``window`` keeps ``--suffix-window`` masks after the block) and every decoding setting
+(blocks of ``--block``, temperature 1.0 and top-p 0.95 as in the app):
 
 * ``low_confidence`` with a fixed number of steps, ``--fixed`` tokens per step (1 and 2 by default),
   for each ``--order-temperature`` (default: the app's, ``BUILTIN_ORDER_TEMPERATURE``; the first one
@@ -65,16 +66,25 @@ from dlm_core.frontier import (  # noqa: E402
 from dlm_core.models.builtin import ASSETS_DIR, BUILTIN_ORDER_TEMPERATURE, load_canvas, native_bf16  # noqa: E402
 from dlm_core.quality import known_word_share  # noqa: E402
 from dlm_core.sampler import SamplerConfig  # noqa: E402
+from dlm_core.sampler.config import CACHE_TEXT  # noqa: E402
 
 TEMPERATURE, TOP_P = 1.0, 0.95  # the app's default sampling
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 DTYPE_LABELS = {"float32": "", "bfloat16": " · bf16"}  # float32, the models' training precision, goes unsaid
+CACHES = ("dual", "prefix", "window", "none")
 
 
-def settings(args) -> list[tuple[str, str, str, float, SamplerConfig]]:
-    """(label, strategy, parameter name, parameter value, config) for every swept setting."""
+def cache_label(cache: str, args) -> str:
+    """How a row names its cache: the reference's (the first of ``--caches``) goes unsaid."""
+    if cache == args.caches[0]:
+        return ""
+    return f" · {CACHE_TEXT[None if cache == 'none' else cache]}" + (f" {args.suffix_window}" if cache == "window" else "")
+
+
+def settings(args, cache: str) -> list[tuple[str, str, str, float, SamplerConfig]]:
+    """(label, strategy, parameter name, parameter value, config) for every swept setting under ``cache``."""
     common = dict(gen_length=args.length, block_length=min(args.block, args.length), temperature=TEMPERATURE,
-                  top_p=TOP_P, cache=None if args.cache == "none" else args.cache)
+                  top_p=TOP_P, cache=None if cache == "none" else cache, suffix_window=args.suffix_window)
     rows = []
     for per_step in args.fixed:
         for tau in args.order_temperature:
@@ -116,7 +126,8 @@ def markdown(report: dict) -> str:
     meta = report["meta"]
     lines = [
         f"{meta['length']} tokens, {len(meta['prompts'])} prompts x {meta['seeds']} seeds, temperature "
-        f"{meta['temperature']:g}, top-p {meta['top_p']}, blocks of {meta['block']}, cache {meta['cache']}; "
+        f"{meta['temperature']:g}, top-p {meta['top_p']}, blocks of {meta['block']}, cache {meta['cache']}"
+        f"{' (unless the row names another)' if len(meta.get('caches', [])) > 1 else ''}; "
         f"median of {meta['repeats']} timed runs after a warm-up; {meta['machine']}, {meta['threads']} threads; "
         f"weights in {' and '.join(meta.get('dtypes', ['float32']))} (the AR twin: the faster).",
         "",
@@ -155,6 +166,8 @@ def check_args(parser: argparse.ArgumentParser, args) -> None:
         parser.error(f"--order-temperature: each must be in [0, 10], got {args.order_temperature}")
     if any(not 0 <= g <= 1000 for g in args.gammas):
         parser.error(f"--gammas: each must be in [0, 1000], got {args.gammas}")
+    if not 0 <= args.suffix_window <= 2048:
+        parser.error(f"--suffix-window must be in [0, 2048], got {args.suffix_window}")
     if "bfloat16" in args.dtypes and not native_bf16():
         parser.error("--dtypes bfloat16: this CPU has no native bf16 (AVX-512 BF16 or AMX); torch would emulate it")
     for folder in [*args.models, args.ar]:
@@ -172,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per sample (median)")
     parser.add_argument("--block", type=int, default=32)
-    parser.add_argument("--cache", choices=["dual", "prefix", "none"], default="dual")
+    parser.add_argument("--caches", nargs="+", choices=CACHES, default=["dual"],
+                        help="key/value caches, each a set of rows (the first is the reference's)")
+    parser.add_argument("--suffix-window", type=int, default=SamplerConfig().suffix_window, help="cache window: [MASK] slots kept after the block")
     parser.add_argument("--fixed", type=int, nargs="*", default=[1, 2], help="low_confidence tokens per step")
     parser.add_argument("--thresholds", type=float, nargs="*", default=[0.9, 0.7, 0.5, 0.3])
     parser.add_argument("--gammas", type=float, nargs="*", default=[0.1, 0.5, 1.0, 2.0])
@@ -195,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "meta": {
             "length": args.length, "prompts": prompts, "seeds": args.seeds, "repeats": args.repeats,
-            "block": min(args.block, args.length), "cache": args.cache, "temperature": TEMPERATURE, "top_p": TOP_P,
+            "block": min(args.block, args.length), "cache": args.caches[0], "caches": args.caches,
+            "suffix_window": args.suffix_window, "temperature": TEMPERATURE, "top_p": TOP_P,
             "order_temperature": args.order_temperature[0], "dtype": args.dtypes[0], "dtypes": args.dtypes,
             "threads": args.threads, "torch": torch.__version__,
             "machine": f"{platform.machine()} {os.cpu_count()} CPUs", "started": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -211,12 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     for folder in args.models:
         for dtype in args.dtypes:
             model = load_canvas(folder, dtype=DTYPES[dtype])
-            for label, strategy, parameter, value, config in settings(args):
-                row = {"model": Path(folder).name, "setting": label + DTYPE_LABELS[dtype], "strategy": strategy,
-                       "parameter": parameter, "value": value, "order_temperature": config.order_temperature,
-                       "dtype": dtype, **measure_setting(model, scorer, prompts, config, args)}
-                report["rows"].append(row)
-                print(json.dumps(row), flush=True)
+            for cache in args.caches:
+                for label, strategy, parameter, value, config in settings(args, cache):
+                    row = {"model": Path(folder).name, "setting": label + cache_label(cache, args) + DTYPE_LABELS[dtype],
+                           "strategy": strategy, "parameter": parameter, "value": value,
+                           "order_temperature": config.order_temperature, "dtype": dtype, "cache": cache,
+                           **measure_setting(model, scorer, prompts, config, args)}
+                    report["rows"].append(row)
+                    print(json.dumps(row), flush=True)
     # Time it again after the sweep, in every dtype, and keep the fastest of all those runs (a shared or
     # throttled CPU slows whichever runs first; its samples are the same either way).
     for name, ar in contestants.items():

@@ -5,7 +5,7 @@ row of the report (``gen_ppl_under_ar``, ``token_entropy``, ``repeated_4gram_sha
 ``known_word_share``); it is "as good as one token per step" when it meets every target against the
 reference row: the first model of the report (the shipped model) decoding one token per step
 (``low_confidence``, 1 token per step) at the same temperature, top-p and order temperature, in the
-first dtype of the sweep (float32 by default).
+first dtype and with the first key/value cache of the sweep (float32 and the dual cache by default).
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ def reference_row(report: dict) -> dict | None:
     meta = report.get("meta", {})
     order = meta.get("order_temperature")  # the app's; rows at other order temperatures are not
     dtype = meta.get("dtype")  # the first dtype swept (float32, the models' training precision)
+    cache = meta.get("cache")  # the first cache swept
     for row in rows:
         if (row.get("model") == first and row.get("strategy") == "low_confidence" and row.get("value") == 1.0
-                and row.get("order_temperature", order) == order and row.get("dtype", dtype) == dtype):
+                and row.get("order_temperature", order) == order and row.get("dtype", dtype) == dtype
+                and row.get("cache", cache) == cache):
             return row
     return None

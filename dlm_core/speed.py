@@ -63,6 +63,10 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .sampler.config import CACHE_MODES, CACHE_TEXT, SamplerConfig
+
+SUFFIX_WINDOW = SamplerConfig.__dataclass_fields__["suffix_window"].default  # the window cache's default
+
 # -- the trace a race records ---------------------------------------------------------------------
 
 
@@ -188,10 +192,13 @@ class ForwardCosts:
 
     ar_step_ms: one KV-cached AR decode step (1 query token, context = prompt + length / 2, the
         run's mean context), or one full forward for an AR model without a cache.
-    full_ms: one diffusion forward over the whole canvas (every step without a cache; the
-        refresh at each block's first step with one, which projects only the block onto the vocabulary).
+    full_ms: a block's first diffusion forward: over the whole canvas without a cache (every step)
+        or with the prefix / dual cache (the refresh, which projects only the block onto the
+        vocabulary); with the window cache, the previous block, the block and the suffix window
+        against the finished slots before them.
     cached_ms: one cached diffusion step (prefix: the middle block and everything after it;
-        dual: the block alone); equals ``full_ms`` when ``cache`` is None.
+        dual: the block alone; window: the block against the finished slots and the suffix window);
+        equals ``full_ms`` when ``cache`` is None.
     """
 
     length: int
@@ -246,6 +253,7 @@ def measure_forward_costs(
     prompt_tokens: int = 8,
     warmup: int = 2,
     repeats: int = 5,
+    suffix_window: int = SUFFIX_WINDOW,
 ) -> ForwardCosts:
     """Time one AR decode step and the diffusion forwards a race at ``length`` makes, on this machine.
 
@@ -254,8 +262,6 @@ def measure_forward_costs(
     this on every race; the first call costs ``(warmup + repeats) x`` a few forwards.
     """
     import torch
-
-    from .sampler.config import CACHE_MODES
 
     if cache is not None and cache not in CACHE_MODES:
         raise ValueError(f"cache must be None or one of {', '.join(CACHE_MODES)}, got {cache!r}")
@@ -269,7 +275,8 @@ def measure_forward_costs(
     if cache is not None and not getattr(diffusion, "supports_cache", False):
         raise ValueError(f"cache must be None for model {diffusion.name!r} (no key/value cache)")
     block = min(block, length)
-    key = (id(diffusion), diffusion.name, id(ar), ar.name, length, cache, block, prompt_tokens, torch.get_num_threads())
+    key = (id(diffusion), diffusion.name, id(ar), ar.name, length, cache, block, prompt_tokens, suffix_window,
+           torch.get_num_threads())
     with _MEASURED_LOCK:
         if key in _MEASURED:
             return _MEASURED[key]
@@ -309,21 +316,36 @@ def measure_forward_costs(
         hi = min(lo + block, total)
         in_block = torch.arange(lo, hi, device=x.device)
 
-        def full():  # the sampler's call: with a cache, a refresh that keeps the block's logits only
-            if cache is None:
-                diffusion.logits(x)
-            else:
-                diffusion.forward_cached(x, logits_at=in_block)
-            sync(diffusion)
+        _, everything = diffusion.forward_cached(x) if cache is not None else (None, None)
+        suffix = torch.arange(hi, total if cache != "window" else min(total, hi + suffix_window), device=x.device)
+
+        def cached_keys(keep: torch.Tensor) -> list:
+            return [(k[:, :, keep], v[:, :, keep]) for k, v in everything]
+
+        if cache == "window":  # the block's first step: the previous block, the block and the window, once
+            start = max(prompt_tokens, lo - block) if lo > prompt_tokens else 0
+            finished = cached_keys(torch.arange(start, device=x.device))
+            new = torch.cat((torch.arange(start, hi, device=x.device), suffix)).unsqueeze(0)
+
+            def full():
+                diffusion.forward_cached(x[:, new[0]], finished, new, logits_at=in_block - start)
+                sync(diffusion)
+        else:
+
+            def full():  # the sampler's call: with a cache, a refresh that keeps the block's logits only
+                if cache is None:
+                    diffusion.logits(x)
+                else:
+                    diffusion.forward_cached(x, logits_at=in_block)
+                sync(diffusion)
 
         full_ms = _median_ms(full, warmup, repeats)
         cached_ms = full_ms
         if cache is not None:
-            _, everything = diffusion.forward_cached(x)
             keep = torch.arange(lo, device=x.device)
-            if cache == "dual":
-                keep = torch.cat((keep, torch.arange(hi, total, device=x.device)))
-            kept = [(k[:, :, keep], v[:, :, keep]) for k, v in everything]
+            if cache != "prefix":
+                keep = torch.cat((keep, suffix))
+            kept = cached_keys(keep)
             positions = torch.arange(lo, total if cache == "prefix" else hi, device=x.device).unsqueeze(0)
 
             def cached():
@@ -507,23 +529,32 @@ def project_race(
 
 
 def synthetic_calls(
-    prompt_tokens: int, length: int, tokens_per_pass: float, cache: str | None, block: int = 32
+    prompt_tokens: int, length: int, tokens_per_pass: float, cache: str | None, block: int = 32,
+    suffix_window: int = SUFFIX_WINDOW,
 ) -> list[ForwardCall]:
     """The calls a diffusion run would make at a steady ``tokens_per_pass`` (for what-if curves):
-    per block of B slots, ceil(B / k) forwards; the first of a cached block is a full refresh."""
+    per block of B slots, ceil(B / k) forwards; the first of a prefix- or dual-cached block is a full
+    refresh; the window cache's first computes the slots finished since the last block, the block and
+    ``suffix_window`` masks, against the slots finished before (``sampler.cache``)."""
     if not tokens_per_pass >= 1:
         raise ValueError(f"tokens_per_pass must be >= 1, got {tokens_per_pass!r}")
-    total, calls = prompt_tokens + length, []
+    total, calls, finished = prompt_tokens + length, [], 0
     for lo in range(prompt_tokens, total, block):
         hi = min(lo + block, total)
+        window = min(total, hi + suffix_window) - hi
         steps = math.ceil((hi - lo) / tokens_per_pass)
         for step in range(steps):
-            if cache is None or step == 0:
+            if cache == "window":
+                first = step == 0
+                calls.append(ForwardCall(1, hi - finished + window, finished, 0.0) if first
+                             else ForwardCall(1, hi - lo, lo + window, 0.0))
+            elif cache is None or step == 0:
                 calls.append(ForwardCall(1, total, 0, 0.0))
             elif cache == "prefix":
                 calls.append(ForwardCall(1, total - lo, lo, 0.0))
             else:
                 calls.append(ForwardCall(1, hi - lo, total - (hi - lo), 0.0))
+        finished = lo
     return calls
 
 
@@ -561,6 +592,7 @@ def projection_scenarios(
     prompt_tokens: int,
     cache: str | None,
     block: int = 32,
+    suffix_window: int = SUFFIX_WINDOW,
     large_batch: int = 64,
     model: LargeModel = LLADA_8B,
     ar_model: LargeModel = AR_8B,
@@ -578,14 +610,13 @@ def projection_scenarios(
     achieved = tokens / len(diffusion_calls)
     kwargs = {"model": model, "ar_model": ar_model, "hardware": hardware}
     other = "dual" if cache is None else None
-    other_calls = synthetic_calls(prompt_tokens, tokens, max(1.0, achieved), other, block)
-    one_calls = synthetic_calls(prompt_tokens, tokens, 1.0, cache, block)
-    cache_text = {None: "no cache", "prefix": "prefix cache", "dual": "dual cache"}
+    other_calls = synthetic_calls(prompt_tokens, tokens, max(1.0, achieved), other, block, suffix_window)
+    one_calls = synthetic_calls(prompt_tokens, tokens, 1.0, cache, block, suffix_window)
     cases = [
-        (f"this run ({cache_text[cache]}), one sequence", achieved, diffusion_calls, 1),
+        (f"this run ({CACHE_TEXT[cache]}), one sequence", achieved, diffusion_calls, 1),
         (f"this run, a batch of {large_batch} sequences", achieved, diffusion_calls, large_batch),
-        (f"{achieved:.1f} tokens per pass with {cache_text[other]}", achieved, other_calls, 1),
-        (f"1 token per pass ({cache_text[cache]})", 1.0, one_calls, 1),
+        (f"{achieved:.1f} tokens per pass with {CACHE_TEXT[other]}", achieved, other_calls, 1),
+        (f"1 token per pass ({CACHE_TEXT[cache]})", 1.0, one_calls, 1),
     ]
     return [
         Scenario(label, k, _processed(calls, batch), project_race(calls, ar_calls, tokens, batch=batch, **kwargs))
@@ -603,6 +634,7 @@ def speedup_curve(
     cache: str | None,
     *,
     block: int = 32,
+    suffix_window: int = SUFFIX_WINDOW,
     batch: int = 1,
     tokens_per_pass: tuple[float, ...] = WHAT_IF_TOKENS_PER_PASS,
     model: LargeModel = LLADA_8B,
@@ -615,7 +647,7 @@ def speedup_curve(
     for k in tokens_per_pass:
         if k > min(block, length):
             continue
-        calls = synthetic_calls(prompt_tokens, length, k, cache, block)
+        calls = synthetic_calls(prompt_tokens, length, k, cache, block, suffix_window)
         projection = project_race(calls, ar_calls, length, model=model, ar_model=ar_model, hardware=hardware, batch=batch)
         points.append((float(k), projection.speedup))
     return tuple(points)
@@ -649,6 +681,7 @@ def explain_lane(
     length: int,
     cache: str | None,
     block: int = 32,
+    suffix_window: int = SUFFIX_WINDOW,
     ar_trace: Sequence[StepRecord] | None = None,
     ar_tokens: int | None = None,
     ar_ms_per_forward: float | None = None,
@@ -677,12 +710,13 @@ def explain_lane(
     scenarios = []
     if calls and cost.tokens == length:  # project finished runs only: a partial trace has no total
         scenarios = projection_scenarios(calls, ar_calls, length, prompt_tokens=prompt_tokens, cache=cache,
-                                         block=block, large_batch=large_batch, hardware=hardware)
-    cache_text = {None: "no cache", "prefix": "prefix cache", "dual": "dual cache"}
+                                         block=block, suffix_window=suffix_window, large_batch=large_batch,
+                                         hardware=hardware)
+    same = {"block": block, "suffix_window": suffix_window, "hardware": hardware}
     curves = {
-        f"{cache_text[cache]}, one sequence": speedup_curve(prompt_tokens, length, cache, block=block, hardware=hardware),
-        f"{cache_text[cache]}, batch of {large_batch}": speedup_curve(
-            prompt_tokens, length, cache, block=block, batch=large_batch, hardware=hardware),
+        f"{CACHE_TEXT[cache]}, one sequence": speedup_curve(prompt_tokens, length, cache, **same),
+        f"{CACHE_TEXT[cache]}, batch of {large_batch}": speedup_curve(prompt_tokens, length, cache, batch=large_batch,
+                                                                      **same),
     }
     if cache is not None:
         curves["no cache, one sequence"] = speedup_curve(prompt_tokens, length, None, block=block, hardware=hardware)

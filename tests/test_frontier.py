@@ -76,13 +76,13 @@ def test_frontier_chart_names_what_is_missing():
 
 
 def args(**changes):
-    base = dict(length=32, block=16, cache="dual", fixed=[1, 2], thresholds=[0.9, 0.3], gammas=[0.0, 1000.0],
+    base = dict(length=32, block=16, caches=["dual"], suffix_window=32, fixed=[1, 2], thresholds=[0.9, 0.3], gammas=[0.0, 1000.0],
                 order_temperature=[0.2], seeds=1, repeats=1)
     return SimpleNamespace(**{**base, **changes})
 
 
 def test_settings_sweep_every_strategy_at_the_apps_sampling():
-    rows = frontier.settings(args())
+    rows = frontier.settings(args(), "dual")
     assert [label for label, *_ in rows] == [
         "low_confidence 1/step", "low_confidence 2/step", "threshold 0.9", "threshold 0.3",
         "entropy_bound gamma 0", "entropy_bound gamma 1000",
@@ -92,9 +92,14 @@ def test_settings_sweep_every_strategy_at_the_apps_sampling():
         assert config.temperature == 1.0 and config.top_p == 0.95 and config.gen_length == 32
     assert [config.steps for *_, config in rows[:2]] == [32, 16]
     assert rows[1][4].order_temperature == 0.2 and rows[5][4].gamma == 1000.0
-    assert frontier.settings(args(cache="none"))[0][4].cache is None
+    assert frontier.settings(args(), "none")[0][4].cache is None
+    window = frontier.settings(args(suffix_window=8), "window")[0][4]
+    assert window.cache == "window" and window.suffix_window == 8
+    # Rows under the reference's cache (the first of --caches) carry no cache label; the others name theirs.
+    sweep = args(caches=["dual", "window", "none"], suffix_window=64)
+    assert [frontier.cache_label(c, sweep) for c in sweep.caches] == ["", " · window cache 64", " · no cache"]
     # Several order temperatures: one row each per tokens-per-step; the first is the unlabelled reference.
-    swept = frontier.settings(args(order_temperature=[0.2, 0.0, 0.05], thresholds=[], gammas=[]))
+    swept = frontier.settings(args(order_temperature=[0.2, 0.0, 0.05], thresholds=[], gammas=[]), "dual")
     assert [label for label, *_ in swept] == [
         "low_confidence 1/step", "low_confidence 1/step, order T 0", "low_confidence 1/step, order T 0.05",
         "low_confidence 2/step", "low_confidence 2/step, order T 0", "low_confidence 2/step, order T 0.05",
@@ -112,7 +117,7 @@ def measured():
         diffusion, ar = tiny_random_model(seed=0), tiny_random_model(seed=0, causal=True)
         prompts = ["To be", "Romeo"]
         figures = {label: frontier.measure_setting(diffusion, ar, prompts, config, args())
-                   for label, _, _, _, config in frontier.settings(args())}
+                   for label, _, _, _, config in frontier.settings(args(), "dual")}
         ar_config = frontier.SamplerConfig(gen_length=32, strategy="left_to_right", temperature=1.0, top_p=0.95)
         figures["ar"] = frontier.measure_setting(ar, ar, prompts, ar_config, args())
     finally:

@@ -39,3 +39,11 @@ def test_reference_is_in_the_first_dtype_swept():
     fp32 = {**bf16, "dtype": "float32"}
     assert reference_row({"meta": {"dtype": "float32"}, "rows": [bf16, fp32]}) is fp32
     assert reference_row({"meta": {"dtype": "float32"}, "rows": [bf16]}) is None
+
+
+def test_reference_is_under_the_first_cache_swept():
+    """With the dual and the window cache swept, the targets stay measured against the first (dual)."""
+    window = {"model": "a", "strategy": "low_confidence", "value": 1.0, "cache": "window"}
+    dual = {**window, "cache": "dual"}
+    assert reference_row({"meta": {"cache": "dual"}, "rows": [window, dual]}) is dual
+    assert reference_row({"meta": {"cache": "dual"}, "rows": [window]}) is None

@@ -129,3 +129,75 @@ def test_autoregressive_models_refuse_the_diffusion_cache(tiny_ar_model):
 
     with pytest.raises(ConfigError, match="always uses its exact KV cache"):
         denoise(tiny_ar_model, "Hi", SamplerConfig(gen_length=4, strategy="left_to_right", cache="prefix"))
+
+
+# -- the window cache: finished blocks computed once, far masks dropped (DPad) ---------------------
+
+
+class QueryCounter:
+    """Wraps a model and records how many positions each cached forward computes."""
+
+    def __init__(self, model):
+        self.model, self.queries = model, []
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def forward_cached(self, input_ids, cache=None, position_ids=None, logits_at=None):
+        self.queries.append(input_ids.shape[1])
+        return self.model.forward_cached(input_ids, cache, position_ids, logits_at)
+
+
+def test_window_cache_computes_each_finished_block_once_and_only_the_nearby_masks(tiny_model):
+    counter = QueryCounter(tiny_model)
+    prompt_length = len(tiny_model.encode("Hello"))
+    config = SamplerConfig(gen_length=64, steps=16, block_length=16, strategy="low_confidence", cache="window",
+                           suffix_window=8)
+    state = run_to_end(counter, "Hello", config)
+    assert not state.masked.any() and state.nfe == 16
+    # Per block: a first step (the slots finished since the last block + the block + 8 masks), then the block alone.
+    first = [prompt_length + 16 + 8, 16 + 16 + 8, 16 + 16 + 8, 16 + 16]
+    assert counter.queries == [n for block in first for n in (block, 16, 16, 16)]
+
+
+def test_window_cache_first_step_is_exact_on_the_canvas_without_far_masks(tiny_model):
+    """The far [MASK] slots are left out; text after the block (infilling) still counts, at its own position."""
+    mask = tiny_model.mask_id
+    x = torch.randint(3, 60, (1, 40), generator=torch.Generator().manual_seed(1))
+    x[0, 8:36] = mask
+    x[0, 38] = mask  # a far mask between two words of text after the block
+    forward = CachedForward(tiny_model, "window", suffix_window=4)
+    window = torch.arange(8, 16).unsqueeze(0)
+    logits = forward(x, None, torch.zeros_like(x, dtype=torch.bool), window)
+    kept = torch.tensor([*range(0, 20), 36, 37, 39])
+    exact, _ = tiny_model.forward_cached(x[:, kept], None, kept.unsqueeze(0), logits_at=torch.arange(8, 16))
+    assert torch.allclose(logits, exact, atol=1e-5)
+    everything = tiny_model.logits(x)[:, 8:16]
+    assert not torch.allclose(logits, everything, atol=1e-4)  # the dropped masks did matter a little
+
+
+def test_window_cache_never_recomputes_a_finished_block(tiny_model):
+    """Stale by design: a finished block's keys/values are those of its tokens when the next block began."""
+    x = torch.randint(3, 60, (1, 32), generator=torch.Generator().manual_seed(2))
+    x[0, 16:] = tiny_model.mask_id
+    fixed = torch.zeros_like(x, dtype=torch.bool)
+    changed = x.clone()
+    changed[0, 3] = (changed[0, 3] + 1) % 60  # a finished slot changes after it was cached
+    results = {}
+    for mode in ("window", "dual"):
+        logits = []
+        for canvas in (x, changed):
+            forward = CachedForward(tiny_model, mode, suffix_window=8)
+            forward(x, None, fixed, torch.arange(8, 16).unsqueeze(0))  # block 1 starts: slots 0..7 are finished
+            logits.append(forward(canvas, None, fixed, torch.arange(16, 24).unsqueeze(0)))  # block 2 starts
+        results[mode] = logits[1] - logits[0]
+    assert torch.count_nonzero(results["dual"]) > 0  # the dual cache recomputes the whole canvas per block
+    assert torch.count_nonzero(results["window"]) == 0  # the window cache computed slot 3 once, at block 1
+
+
+def test_window_cache_in_one_block_is_the_dual_cache(tiny_model):
+    config = SamplerConfig(gen_length=24, steps=8, strategy="low_confidence", temperature=0.7, seed=3,
+                           suffix_window=0)
+    window = run_to_end(tiny_model, "To be", config.replace(cache="window"))
+    dual = run_to_end(tiny_model, "To be", config.replace(cache="dual"))
+    assert np.array_equal(window.tokens, dual.tokens)

@@ -92,6 +92,11 @@ def test_synthetic_calls_follow_blocks_and_caches():
     prefix = speed.synthetic_calls(8, 64, 4, "prefix")
     assert [(c.query_tokens, c.context_tokens) for c in prefix[8:10]] == [(72, 0), (32, 40)]
     assert len(speed.synthetic_calls(8, 64, 3, "dual")) == 2 * math.ceil(32 / 3)
+    # The window cache: a block's first call computes the slots finished since the last block, the block and
+    # the suffix window, against the slots finished before; the rest the block against those and the window.
+    window = speed.synthetic_calls(8, 64, 4, "window", suffix_window=16)
+    assert [(c.query_tokens, c.context_tokens) for c in window[:2]] == [(8 + 32 + 16, 0), (32, 8 + 16)]
+    assert [(c.query_tokens, c.context_tokens) for c in window[8:10]] == [(32 + 32, 8), (32, 40)]  # the last block: no window
     ar = speed.autoregressive_calls(5, 10)
     assert len(ar) == 10 and (ar[0].query_tokens, ar[0].context_tokens) == (5, 0)
     assert [c.context_tokens for c in ar[1:]] == list(range(5, 14))
@@ -173,8 +178,32 @@ def test_forward_costs_break_even_ties_exactly():
     assert hopeless.break_even == math.inf
 
 
+def test_synthetic_window_calls_are_the_ones_the_sampler_makes(tiny_model):
+    """The projection's what-if trace of the window cache matches the forwards a real run computes."""
+    from dlm_core.sampler import SamplerConfig, run_to_end
+
+    calls = []
+
+    class Recording:
+        def __init__(self, model):
+            self.model = model
+
+        def __getattr__(self, name):
+            return getattr(self.model, name)
+
+        def forward_cached(self, input_ids, cache=None, position_ids=None, logits_at=None):
+            calls.append((input_ids.shape[1], 0 if cache is None else cache[0][0].shape[2]))
+            return self.model.forward_cached(input_ids, cache, position_ids, logits_at)
+
+    prompt = len(tiny_model.encode("To be"))
+    config = SamplerConfig(gen_length=96, steps=24, block_length=32, cache="window", suffix_window=16)
+    run_to_end(Recording(tiny_model), "To be", config)
+    expected = speed.synthetic_calls(prompt, 96, 4, "window", block=32, suffix_window=16)
+    assert calls == [(c.query_tokens, c.context_tokens) for c in expected]
+
+
 def test_measure_forward_costs_on_the_tiny_pair(tiny_model, tiny_ar_model):
-    for cache in (None, "prefix", "dual"):
+    for cache in (None, "prefix", "dual", "window"):
         costs = speed.measure_forward_costs(tiny_model, tiny_ar_model, 40, cache, warmup=1, repeats=2)
         assert all(v > 0 and math.isfinite(v) for v in (costs.ar_step_ms, costs.full_ms, costs.cached_ms))
         assert (costs.length, costs.cache, costs.block) == (40, cache, 32)

@@ -237,6 +237,21 @@ def test_race_starts_at_the_fastest_win_that_meets_the_quality_targets():
     assert model is None and settings == race_tab.RACE_DEFAULTS and "No setting" in sentence
 
 
+def test_race_starts_with_the_winning_rows_cache():
+    """A win measured with the window cache starts the race with it, unless the frontier swept another window."""
+    report = frontier_report(
+        row("m", "low_confidence", 1.0, 0.2),
+        {**row("m", "low_confidence", 4.0, 1.1), "cache": "dual"},
+        {**row("m", "low_confidence", 4.0, 1.4), "cache": "window"},
+        suffix_window=race_tab.SUFFIX_WINDOW,
+    )
+    settings, model, sentence = race_tab.frontier_win(report, ["m"])
+    assert settings["cache"] == "window" and "window cache (1.40x" in sentence
+    report["meta"]["suffix_window"] = race_tab.SUFFIX_WINDOW + 1  # a window the race cannot set
+    settings, model, sentence = race_tab.frontier_win(report, ["m"])
+    assert settings["cache"] == "dual" and "1.10x" in sentence
+
+
 def test_race_start_reads_the_stored_frontier(tmp_path, monkeypatch):
     monkeypatch.setattr(race_tab, "FRONTIER_JSON", tmp_path / "frontier.json")
     assert race_tab.race_start() == (race_tab.RACE_DEFAULTS, "tiny-random", "")  # no file

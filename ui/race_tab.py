@@ -24,8 +24,9 @@ from dlm_core.models import registry
 from dlm_core.models.builtin import serving_dtype
 from dlm_core.race import Lane, LaneState, race
 from dlm_core.sampler import SamplerConfig
-from dlm_core.sampler.config import MAX_SEED
+from dlm_core.sampler.config import CACHE_MODES, CACHE_TEXT, MAX_SEED
 from dlm_core.sampler.config import SETTINGS as TABLE
+from dlm_core.speed import SUFFIX_WINDOW
 from dlm_core.viz import RunView, canvas_html, empty_canvas_html, empty_heatmap_dict, heatmap_dict
 from dlm_core.viz.charts import bench_figure
 from dlm_core.viz.frontier import frontier_dict
@@ -45,7 +46,11 @@ RACE_LANES = len(RACE_STRATEGIES)  # the most lanes a race has (strategies mode)
 RACE_FRAME_SECONDS = 0.1  # at most ~10 canvas updates a second per race: the eye needs no more
 BENCH_JSON = ASSETS / "bench.json"
 FRONTIER_JSON = ASSETS / "frontier.json"  # written by python benchmarks/frontier.py
-CACHE_TEXT = {"off": "no cache", "prefix": "prefix cache", "dual": "dual cache"}
+def none_if_off(cache: str) -> str | None:
+    """The cache dropdown's value as the config's ("off" is None)."""
+    return None if cache == "off" else cache
+
+
 DTYPE_TEXT = {"torch.bfloat16": ", bf16"}  # by str(dtype); float32, the default, goes unsaid
 # The race's starting settings, in one place (the benchmark's frontier says where diffusion can win).
 # Without a measured win: a fixed 4 tokens per pass at order randomness 0.1, the most the shipped model writes
@@ -93,6 +98,12 @@ def default_race_model(winner: str | None = None) -> str:
     return keys[0]
 
 
+def raceable_cache(cache: str | None, meta: Mapping[str, Any]) -> bool:
+    """Whether the race can decode with a frontier row's cache: any mode, but the window cache only with
+    the suffix window the race uses (the config's default)."""
+    return cache != "window" or meta.get("suffix_window", SUFFIX_WINDOW) == SUFFIX_WINDOW
+
+
 def frontier_win(report: Mapping[str, Any], raceable: Sequence[str]) -> tuple[dict[str, Any], str | None, str]:
     """(race settings, model, sentence): where the measured frontier found a diffusion win over the
     AR twin (``speedup_vs_ar`` > 1) with a rule the race's diffusion lane can use (``RACE_RULES``),
@@ -106,6 +117,7 @@ def frontier_win(report: Mapping[str, Any], raceable: Sequence[str]) -> tuple[di
         row for row in report.get("rows") or []
         if row.get("strategy") in [rule for _, rule in RACE_RULES] and row.get("model") in raceable and "value" in row
         and float(row.get("speedup_vs_ar", 0)) > 1 and (reference is None or not quality_shortfalls(row, reference))
+        and raceable_cache(row.get("cache", meta.get("cache")), meta)
     ]
     if not wins:
         return dict(RACE_DEFAULTS), None, (
@@ -118,7 +130,7 @@ def frontier_win(report: Mapping[str, Any], raceable: Sequence[str]) -> tuple[di
         **RACE_DEFAULTS,
         "length": min(512, max(16, round(length / 16) * 16)),  # the Length slider's range and step
         "rule": best["strategy"],
-        "cache": meta.get("cache") if meta.get("cache") in ("prefix", "dual") else "off",
+        "cache": cache if (cache := best.get("cache", meta.get("cache"))) in CACHE_MODES else "off",
         "temperature": min(2.0, max(0.0, float(meta.get("temperature", RACE_DEFAULTS["temperature"])))),
     }
     value = float(best["value"])
@@ -134,7 +146,7 @@ def frontier_win(report: Mapping[str, Any], raceable: Sequence[str]) -> tuple[di
         f"The race starts where this frontier measured a diffusion win: {best['model']}, "
         f"{rule_text(settings['rule'], settings['threshold'], settings['gamma'], settings['per_step'], settings['order_temperature'])}, "
         f"{settings['length']} tokens, "
-        f"{CACHE_TEXT[settings['cache']]} "
+        f"{CACHE_TEXT[none_if_off(settings['cache'])]} "
         f"({float(best['speedup_vs_ar']):.2f}x the AR twin's speed on {meta.get('machine', 'the machine that measured it')})."
     )
     return settings, str(best["model"]), sentence
@@ -209,7 +221,7 @@ def race_lanes(mode: str, prompt: str, length: int, cache: str, threshold: float
         else:
             fixed = {"steps": length, "threshold": threshold, "gamma": gamma}
         return SamplerConfig(**common, **fixed, block_length=block, strategy=strategy,
-                             cache=None if cache == "off" else cache)
+                             cache=none_if_off(cache))
 
     if mode == "ar":
         ar = load_twin(key, bool(note))
@@ -217,7 +229,7 @@ def race_lanes(mode: str, prompt: str, length: int, cache: str, threshold: float
             Lane("Autoregressive twin · one token per forward pass (KV cache)", ar, prompt,
                  SamplerConfig(**common, strategy="left_to_right")),
             Lane(f"Diffusion · {rule_text(rule, threshold, gamma, per_step, order_temperature)}, blocks of {block}, "
-                 f"{CACHE_TEXT[cache]}{DTYPE_TEXT.get(str(dtype), '')}", diffusion,
+                 f"{CACHE_TEXT[none_if_off(cache)]}{DTYPE_TEXT.get(str(dtype), '')}", diffusion,
                  prompt, blocked(rule)),
         ]
         return RaceSetup(lanes, note, ar_lane=0, ar_model=ar, featured=1)
@@ -293,7 +305,8 @@ def lane_projection(setup: RaceSetup, snapshot: list[LaneState], ar_step_ms: flo
         against = {"ar_ms_per_forward": ar_step_ms}
     explanation = speed.explain_lane(
         lane_state.trace, tokens=written_tokens(state), prompt_tokens=max(1, int(state.prompt_length)), length=length,
-        cache=lane.config.cache, block=lane.config.block_length or length, **against,
+        cache=lane.config.cache, block=lane.config.block_length or length, suffix_window=lane.config.suffix_window,
+        **against,
     )
     if not explanation.scenarios:
         return "", None

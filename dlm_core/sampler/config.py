@@ -38,7 +38,7 @@ MAX_GAMMA = 1000.0
 MAX_CFG_SCALE = 100.0
 MAX_EDIT_POST_STEPS = 64
 REMASK_MODES = ("cap", "rescale", "confidence")
-CACHE_MODES = ("prefix", "dual")
+CACHE_MODES = ("prefix", "dual", "window")
 NOISE_MODES = ("mask", "uniform")
 MAX_STOP_STABILITY = 100
 
@@ -113,7 +113,9 @@ def setting(default: Any, spec: Setting) -> Any:
 
 REMASK_LABELS = (("Off", "off"), ("Cap (ReMDM-cap)", "cap"), ("Rescale (ReMDM-rescale)", "rescale"),
                  ("Least sure first (ReMDM-conf)", "confidence"))
-CACHE_LABELS = (("Off (exact)", "off"), ("Prefix cache", "prefix"), ("Dual cache (prefix + suffix)", "dual"))
+CACHE_TEXT = {None: "no cache", "prefix": "prefix cache", "dual": "dual cache", "window": "window cache"}  # in a sentence
+CACHE_LABELS = (("Off (exact)", "off"), ("Prefix cache", "prefix"), ("Dual cache (prefix + suffix)", "dual"),
+                ("Window cache (finished blocks once + nearby suffix)", "window"))
 NOISE_LABELS = (("Masks (masked diffusion)", "mask"), ("Random tokens (uniform-state, DiffusionGemma-style)", "uniform"))
 # The settings a uniform-state run does not have: each must be off (name -> what "off" is, for messages).
 UNIFORM_OFF = {"block_length": None, "remask": None, "edit_threshold": None, "cache": None, "cfg_scale": 0.0}
@@ -149,9 +151,13 @@ class SamplerConfig:
         seed: seeds the run's private torch.Generator; same seed + config = identical trajectory.
         cfg_scale: LLaDA classifier-free guidance scale w >= 0; 0 = off. A guided step costs 2 NFE.
     Speed
-        cache: None, "prefix" or "dual": Fast-dLLM key/value caching for diffusion models
-            (``sampler.cache``); an approximation, refreshed at every block boundary. Not combined
-            with cfg_scale > 0. Autoregressive models always decode with their exact KV cache.
+        cache: None, "prefix", "dual" or "window": key/value caching for diffusion models
+            (``sampler.cache``), an approximation. "prefix" and "dual" (Fast-dLLM) recompute the whole
+            canvas at every block boundary; "window" computes each finished block once and drops
+            [MASK] slots more than ``suffix_window`` after the block (DPad). Not combined with
+            cfg_scale > 0. Autoregressive models always decode with their exact KV cache.
+        suffix_window: cache "window" only: how many [MASK] slots after the block stay in the
+            forward, in [0, 2048]; farther ones are dropped.
     Revision (ReMDM)
         remask: None, "cap", "rescale" or "confidence" (see ``denoise.remask_positions``).
         eta: the ReMDM eta in [0, 1]: the cap (``cap``, ``confidence``) or the scale (``rescale``).
@@ -265,11 +271,15 @@ class SamplerConfig:
         "Guidance (CFG)", "classifier-free guidance scale (0 = off; costs 2 NFE per step)", "float", 0.0, MAX_CFG_SCALE,
         widget=Widget("> 0 makes the text follow the prompt more closely; costs 2 model calls per step.", 0, 5, 0.1, 0.0)))
     cache: str | None = setting(None, Setting(
-        "KV cache", "Fast-dLLM KV cache for diffusion models: none, prefix, dual (approximate; refreshed per block)",
+        "KV cache", "KV cache for diffusion models: none, prefix, dual (Fast-dLLM; refreshed per block), window "
+        "(finished blocks computed once, far masks dropped); all approximate",
         "choice", choices=CACHE_MODES, optional=True,
         widget=Widget("Reuse the model's work on the text outside the current block: faster, slightly approximate "
                       "(Fast-dLLM). Best with a block length. Not with guidance.", value="off", off="off",
                       choices=CACHE_LABELS)))
+    suffix_window: int = setting(64, Setting(
+        "Suffix window", "cache window only: [MASK] slots after the block that stay in the forward; farther ones "
+        "are dropped (DPad)", "int", 0, MAX_GEN_LENGTH))
     noise: str = setting("mask", Setting(
         "Noise", "what generation slots start as: mask ([MASK], unmasked by the strategy) or uniform (random "
         "tokens, refined: DiffusionGemma's entropy-bound acceptance and renoising)", "choice", choices=NOISE_MODES,

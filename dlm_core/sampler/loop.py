@@ -108,7 +108,7 @@ def step_function(model, config: SamplerConfig) -> FullForward | CachedForward:
     if config.cache is None:
         return FullForward(model, config.cfg_scale)
     try:
-        return CachedForward(model, config.cache)
+        return CachedForward(model, config.cache, config.suffix_window)
     except ValueError as error:
         raise ConfigError("cache", str(error)) from error
 
