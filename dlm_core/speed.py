@@ -734,7 +734,9 @@ def projection_table(
     large_batch: int = 64,
 ) -> str:
     """Markdown: projected speed-up over the AR model per setting (rows) and tokens per pass (columns)."""
-    settings = [("dual cache", "dual", 1), ("no cache", None, 1), (f"dual cache, batch {large_batch}", "dual", large_batch),
+    settings = [("dual cache", "dual", 1), (f"window cache ({SUFFIX_WINDOW})", "window", 1), ("no cache", None, 1),
+                (f"dual cache, batch {large_batch}", "dual", large_batch),
+                (f"window cache ({SUFFIX_WINDOW}), batch {large_batch}", "window", large_batch),
                 (f"no cache, batch {large_batch}", None, large_batch)]
     head = "| length | setting | " + " | ".join(f"{k:g} tok/pass" for k in tokens_per_pass) + " |"
     lines = [

@@ -279,4 +279,6 @@ def test_projection_table_matches_the_curves():
     table = speed.projection_table(prompt_tokens=16, lengths=(256,), tokens_per_pass=(1, 8))
     expected = dict(speed.speedup_curve(16, 256, "dual", tokens_per_pass=(1, 8)))
     assert f"| 256 | dual cache | {expected[1]:.2f}x | {expected[8]:.2f}x |" in table
-    assert table.count("| 256 |") == 4 and "H100 SXM" in table
+    window = dict(speed.speedup_curve(16, 256, "window", tokens_per_pass=(1, 8)))
+    assert f"| 256 | window cache ({speed.SUFFIX_WINDOW}) | {window[1]:.2f}x | {window[8]:.2f}x |" in table
+    assert table.count("| 256 |") == 6 and "H100 SXM" in table

@@ -1,4 +1,4 @@
-"""Fast-dLLM key/value caching for block (semi-autoregressive) diffusion decoding.
+"""Key/value caching for block (semi-autoregressive) diffusion decoding: Fast-dLLM's two and a window cache.
 
 Wu et al. 2025, "Fast-dLLM: Training-free Acceleration of Diffusion LLM by Enabling KV Cache and
 Parallel Decoding", section 3.2. In a bidirectional model every key/value depends on the whole
@@ -47,7 +47,8 @@ from .config import CACHE_MODES
 
 
 class CachedForward:
-    """Fast-dLLM's prefix or dual cache as a step function (``denoise`` uses it when ``config.cache`` is set)."""
+    """The prefix, dual (Fast-dLLM) or window cache as a step function (``denoise`` uses it when
+    ``config.cache`` is set); ``suffix_window`` is the window cache's count of [MASK] slots kept after the block."""
 
     cost = 1
 
