@@ -144,10 +144,23 @@ def markdown(report: dict) -> str:
             f"{row['token_entropy']:.2f} | {row['repeated_4gram_share']:.1%} | {row['known_word_share']:.1%} | "
             f"{row['wall_s']:.2f} | {row['ms_per_forward']:.1f} | {speed} | {'; '.join(missed) or 'met'} |"
         )
-    lines += ["", "Quality targets (``dlm_core.frontier``), against the first model decoding one token per step: "
+    against = "the first model decoding one token per step"
+    if report.get("reference"):
+        ref = report["reference"]
+        against = (f"{ref['model']} decoding one token per step ({ref['setting']}) in {ref['source']}: gen PPL "
+                   f"{ref['gen_ppl_under_ar']:.1f}, entropy {ref['token_entropy']:.2f}, known words {ref['known_word_share']:.1%}")
+    lines += ["", f"Quality targets (``dlm_core.frontier``), against {against}: "
               f"gen PPL <= {MAX_PPL_RATIO:g}x, token entropy >= {MIN_ENTROPY_RATIO:g}x, repeated 4-grams <= "
               f"{MAX_REPEATED_4GRAMS:.0%}, known words at most {MAX_KNOWN_WORD_DROP * 100:g} points fewer."]
     return "\n".join(lines) + "\n"
+
+
+def reference_of(path: str) -> dict | None:
+    """The reference row of the frontier JSON at ``path``, or None if it has none (or is no frontier JSON)."""
+    try:
+        return reference_row(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def check_args(parser: argparse.ArgumentParser, args) -> None:
@@ -170,6 +183,8 @@ def check_args(parser: argparse.ArgumentParser, args) -> None:
         parser.error(f"--suffix-window must be in [0, 2048], got {args.suffix_window}")
     if "bfloat16" in args.dtypes and not native_bf16():
         parser.error("--dtypes bfloat16: this CPU has no native bf16 (AVX-512 BF16 or AMX); torch would emulate it")
+    if args.reference is not None and reference_of(args.reference) is None:
+        parser.error(f"--reference {args.reference!r}: not a frontier JSON with a one-token-per-step reference row")
     for folder in [*args.models, args.ar]:
         if not (Path(folder) / "config.json").is_file():
             parser.error(f"model folder {folder!r} not found (no config.json)")
@@ -196,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=["float32"],
                         help="decode every model in each (the first is the reference's); the AR twin is timed in "
                              "each and its faster kept. bfloat16 only where the CPU multiplies it natively")
+    parser.add_argument("--reference", help="a frontier JSON whose reference row the quality targets use (for a "
+                        "focused sweep that does not decode the reference itself)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/frontier.md")
     parser.add_argument("--json", default="runs/frontier.json")
@@ -218,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         "rows": [],
     }
+    if args.reference is not None:
+        report["reference"] = {**reference_of(args.reference), "source": args.reference}
     # The AR twin in every dtype asked; its fastest is the one raced (never handicap the AR twin).
     timed = {name: measure_setting(ar, scorer, prompts, ar_config, args) for name, ar in contestants.items()}
     fastest = min(timed, key=lambda name: timed[name]["wall_s"])

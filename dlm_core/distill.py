@@ -473,7 +473,8 @@ def write_card(args) -> None:
     report = json.loads(Path(args.frontier).read_text())
     meta = report["meta"]
     frontier = (f"{meta['length']} tokens, {len(meta['prompts'])} prompts x {meta['seeds']} seeds, temperature "
-                f"{meta['temperature']:g}, top-p {meta['top_p']}, blocks of {meta['block']}, cache {meta['cache']}.\n\n"
+                f"{meta['temperature']:g}, top-p {meta['top_p']}, blocks of {meta['block']}, cache {meta['cache']}"
+                f"{' (unless the row names another)' if len(meta.get('caches', [])) > 1 else ''}.\n\n"
                 + frontier_rows(report, (Path(training["args"]["init"]).name, folder.name)))
     teacher_rows = sum(shard.shape[0] for shard in load_shards(Path(training["args"]["teacher_data"]), "train"))
     card = CARD.format(

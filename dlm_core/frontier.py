@@ -36,7 +36,10 @@ def quality_shortfalls(row: dict, reference: dict, domain: str = "known_word_sha
 
 
 def reference_row(report: dict) -> dict | None:
-    """The first model's one-token-per-step row of a frontier report, or None if it has none."""
+    """The first model's one-token-per-step row of a frontier report, or None if it has none; a report
+    measured against another report's reference (``frontier.py --reference``) carries it as ``reference``."""
+    if report.get("reference"):
+        return report["reference"]
     rows = report.get("rows") or []
     if not rows:
         return None

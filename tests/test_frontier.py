@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -165,3 +166,16 @@ def test_bad_flags_are_named(flags, message, capsys):
     with pytest.raises(SystemExit):
         frontier.main(flags)
     assert message in capsys.readouterr().err
+
+
+def test_reference_flag_reads_another_reports_reference(tmp_path):
+    report = {"meta": {"cache": "dual"}, "rows": [{"model": "m", "strategy": "low_confidence", "value": 1.0,
+                                                    "cache": "dual", "gen_ppl_under_ar": 40.0}]}
+    (tmp_path / "f.json").write_text(json.dumps(report))
+    assert frontier.reference_of(str(tmp_path / "f.json"))["gen_ppl_under_ar"] == 40.0
+    (tmp_path / "none.json").write_text(json.dumps({"rows": []}))
+    (tmp_path / "bad.json").write_text("[not json")
+    for name in ("none.json", "bad.json", "missing.json"):
+        assert frontier.reference_of(str(tmp_path / name)) is None
+    with pytest.raises(SystemExit):
+        frontier.main(["--reference", str(tmp_path / "none.json"), "--length", "16"])

@@ -47,3 +47,11 @@ def test_reference_is_under_the_first_cache_swept():
     dual = {**window, "cache": "dual"}
     assert reference_row({"meta": {"cache": "dual"}, "rows": [window, dual]}) is dual
     assert reference_row({"meta": {"cache": "dual"}, "rows": [window]}) is None
+
+
+def test_a_focused_sweep_is_judged_against_the_reference_it_carries():
+    """``frontier.py --reference`` stores another report's reference row; it outranks the report's own rows."""
+    own = {"model": "a", "strategy": "low_confidence", "value": 1.0}
+    carried = {"model": "ref", "strategy": "low_confidence", "value": 1.0, "source": "runs/frontier.json"}
+    assert reference_row({"rows": [own], "reference": carried}) is carried
+    assert reference_row({"rows": [own], "reference": None}) is own
