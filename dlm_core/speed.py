@@ -323,7 +323,7 @@ def measure_forward_costs(
             return [(k[:, :, keep], v[:, :, keep]) for k, v in everything]
 
         if cache == "window":  # the block's first step: the previous block, the block and the window, once
-            start = max(prompt_tokens, lo - block) if lo > prompt_tokens else 0
+            start = lo - block if lo > prompt_tokens else 0  # the first block computes the prompt too
             finished = cached_keys(torch.arange(start, device=x.device))
             new = torch.cat((torch.arange(start, hi, device=x.device), suffix)).unsqueeze(0)
 
