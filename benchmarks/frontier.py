@@ -66,7 +66,7 @@ from dlm_core.frontier import (  # noqa: E402
 from dlm_core.models.builtin import ASSETS_DIR, BUILTIN_ORDER_TEMPERATURE, load_canvas, native_bf16  # noqa: E402
 from dlm_core.quality import known_word_share  # noqa: E402
 from dlm_core.sampler import SamplerConfig  # noqa: E402
-from dlm_core.sampler.config import CACHE_TEXT  # noqa: E402
+from dlm_core.sampler.config import CACHE_TEXT, SETTINGS, SUFFIX_WINDOW  # noqa: E402
 
 TEMPERATURE, TOP_P = 1.0, 0.95  # the app's default sampling
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -179,8 +179,9 @@ def check_args(parser: argparse.ArgumentParser, args) -> None:
         parser.error(f"--order-temperature: each must be in [0, 10], got {args.order_temperature}")
     if any(not 0 <= g <= 1000 for g in args.gammas):
         parser.error(f"--gammas: each must be in [0, 1000], got {args.gammas}")
-    if not 0 <= args.suffix_window <= 2048:
-        parser.error(f"--suffix-window must be in [0, 2048], got {args.suffix_window}")
+    window = SETTINGS["suffix_window"]
+    if not window.low <= args.suffix_window <= window.high:
+        parser.error(f"--suffix-window must be in {window.interval()}, got {args.suffix_window}")
     if "bfloat16" in args.dtypes and not native_bf16():
         parser.error("--dtypes bfloat16: this CPU has no native bf16 (AVX-512 BF16 or AMX); torch would emulate it")
     if args.reference is not None and reference_of(args.reference) is None:
@@ -202,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block", type=int, default=32)
     parser.add_argument("--caches", nargs="+", choices=CACHES, default=["dual"],
                         help="key/value caches, each a set of rows (the first is the reference's)")
-    parser.add_argument("--suffix-window", type=int, default=SamplerConfig().suffix_window, help="cache window: [MASK] slots kept after the block")
+    parser.add_argument("--suffix-window", type=int, default=SUFFIX_WINDOW,
+                        help="cache window: [MASK] slots kept after the block")
     parser.add_argument("--fixed", type=int, nargs="*", default=[1, 2], help="low_confidence tokens per step")
     parser.add_argument("--thresholds", type=float, nargs="*", default=[0.9, 0.7, 0.5, 0.3])
     parser.add_argument("--gammas", type=float, nargs="*", default=[0.1, 0.5, 1.0, 2.0])

@@ -63,9 +63,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .sampler.config import CACHE_MODES, CACHE_TEXT, SamplerConfig
-
-SUFFIX_WINDOW = SamplerConfig.__dataclass_fields__["suffix_window"].default  # the window cache's default
+from .sampler.config import CACHE_MODES, CACHE_TEXT, SUFFIX_WINDOW
 
 # -- the trace a race records ---------------------------------------------------------------------
 

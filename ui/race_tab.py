@@ -24,9 +24,8 @@ from dlm_core.models import registry
 from dlm_core.models.builtin import serving_dtype
 from dlm_core.race import Lane, LaneState, race
 from dlm_core.sampler import SamplerConfig
-from dlm_core.sampler.config import CACHE_MODES, CACHE_TEXT, MAX_SEED
+from dlm_core.sampler.config import CACHE_MODES, CACHE_TEXT, MAX_SEED, SUFFIX_WINDOW
 from dlm_core.sampler.config import SETTINGS as TABLE
-from dlm_core.speed import SUFFIX_WINDOW
 from dlm_core.viz import RunView, canvas_html, empty_canvas_html, empty_heatmap_dict, heatmap_dict
 from dlm_core.viz.charts import bench_figure
 from dlm_core.viz.frontier import frontier_dict

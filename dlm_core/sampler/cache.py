@@ -25,8 +25,8 @@ recomputes the whole canvas; it combines two published training-free approximati
   forward altogether; the nearer ones are computed at the block's first step and cached like the
   dual cache's suffix. Text after the block (infilling) is always kept.
 
-So the first step of a block computes the just-finished block, the block and the window (96 positions
-at blocks of 32 and a window of 32, not ~530), and the later steps compute the block alone. Our
+So the first step of a block computes the just-finished block, the block and the window (128 positions
+at blocks of 32 and the default window of 64, not ~530), and the later steps compute the block alone. Our
 simplification of DPad: a hard window, without its distance-decay random dropout of the farther masks.
 
 All three are approximations; ``python -m dlm_core.bench`` measures their token agreement with the
@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import torch
 
-from .config import CACHE_MODES
+from .config import CACHE_MODES, SUFFIX_WINDOW
 
 
 class CachedForward:
@@ -52,7 +52,7 @@ class CachedForward:
 
     cost = 1
 
-    def __init__(self, model, mode: str, suffix_window: int = 0):
+    def __init__(self, model, mode: str, suffix_window: int = SUFFIX_WINDOW):
         if mode not in CACHE_MODES:
             raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got {mode!r}")
         if not getattr(model, "supports_cache", False):
@@ -110,10 +110,10 @@ class CachedForward:
         logits, cache = self.model.forward_cached(
             x[:, positions], self._prefix, positions.expand(rows, -1), logits_at=window[0] - self._finished
         )
-        end = (0 if self._prefix is None else self._prefix[0][0].shape[2]) + lo - self._finished
-        self._prefix = [(k[:, :, :end], v[:, :, :end]) for k, v in cache]
-        skip = end + hi - lo  # the block's own keys/values are recomputed at every step
-        self._cache = [(torch.cat((k[:, :, :end], k[:, :, skip:]), 2), torch.cat((v[:, :, :end], v[:, :, skip:]), 2))
+        # The new cache holds slots [0, hi) in order, then the kept suffix: the finished ones end at lo.
+        self._prefix = [(k[:, :, :lo], v[:, :, :lo]) for k, v in cache]
+        # The block's own keys/values [lo, hi) are recomputed at every step; the rest is attended to.
+        self._cache = [(torch.cat((k[:, :, :lo], k[:, :, hi:]), 2), torch.cat((v[:, :, :lo], v[:, :, hi:]), 2))
                        for k, v in cache]
         self._finished, self._key = lo, key
         self.refreshes += 1

@@ -41,6 +41,7 @@ REMASK_MODES = ("cap", "rescale", "confidence")
 CACHE_MODES = ("prefix", "dual", "window")
 NOISE_MODES = ("mask", "uniform")
 MAX_STOP_STABILITY = 100
+SUFFIX_WINDOW = 64  # the window cache's default: two blocks of 32 after the active one
 
 
 class ConfigError(ValueError):
@@ -277,7 +278,7 @@ class SamplerConfig:
         widget=Widget("Reuse the model's work on the text outside the current block: faster, slightly approximate "
                       "(Fast-dLLM). Best with a block length. Not with guidance.", value="off", off="off",
                       choices=CACHE_LABELS)))
-    suffix_window: int = setting(64, Setting(
+    suffix_window: int = setting(SUFFIX_WINDOW, Setting(
         "Suffix window", "cache window only: [MASK] slots after the block that stay in the forward; farther ones "
         "are dropped (DPad)", "int", 0, MAX_GEN_LENGTH))
     noise: str = setting("mask", Setting(
