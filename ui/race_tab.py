@@ -45,11 +45,6 @@ RACE_LANES = len(RACE_STRATEGIES)  # the most lanes a race has (strategies mode)
 RACE_FRAME_SECONDS = 0.1  # at most ~10 canvas updates a second per race: the eye needs no more
 BENCH_JSON = ASSETS / "bench.json"
 FRONTIER_JSON = ASSETS / "frontier.json"  # written by python benchmarks/frontier.py
-def none_if_off(cache: str) -> str | None:
-    """The cache dropdown's value as the config's ("off" is None)."""
-    return None if cache == "off" else cache
-
-
 DTYPE_TEXT = {"torch.bfloat16": ", bf16"}  # by str(dtype); float32, the default, goes unsaid
 # The race's starting settings, in one place (the benchmark's frontier says where diffusion can win).
 # Without a measured win: a fixed 4 tokens per pass at order randomness 0.1, the most the shipped model writes
@@ -186,6 +181,11 @@ def load_twin(key: str, fell_back: bool) -> Any:
     if twin.kind != "autoregressive":  # get_model fell back: the twin is a built-in not trained yet
         raise user_error("model", f"the autoregressive twin {spec.ar_twin} of {spec.display_name} is not trained yet")
     return twin
+
+
+def none_if_off(cache: str) -> str | None:
+    """The cache dropdown's value as the config's ("off" is None)."""
+    return None if cache == "off" else cache
 
 
 def race_dtype(key: str) -> Any:
